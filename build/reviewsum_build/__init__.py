@@ -1,0 +1,1 @@
+"""ReviewSum model pipeline: data, tokenizer, training, evaluation, export, model repository."""

