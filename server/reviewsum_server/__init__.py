@@ -1,0 +1,1 @@
+"""The reviewsum.v1 gRPC gateway in front of Triton."""
