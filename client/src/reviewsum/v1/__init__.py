@@ -1,0 +1,1 @@
+"""Generated reviewsum.v1 stubs (made at install time from protos/)."""

@@ -1,0 +1,3 @@
+from reviewsum_server.app import main
+
+main()

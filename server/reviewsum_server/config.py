@@ -1,0 +1,91 @@
+"""The gateway's one configuration object, built from flags and REVIEWSUM_* environment variables.
+
+Precedence: command-line flag, then environment variable, then default. No other
+module reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+ENV_PREFIX = "REVIEWSUM_"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    triton_url: str = "localhost:8001"
+    model_name: str = "summarizer"
+    model_version: str = ""
+    max_reviews_per_request: int = 64
+    max_review_chars: int = 4000
+    max_id_chars: int = 128
+    max_beam_size: int = 8
+    max_summary_tokens: int = 128
+    default_timeout_s: float = 30.0
+    max_inflight_requests: int = 256
+    readiness_poll_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def listen_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+HELP = {
+    "host": "interface the gateway listens on",
+    "port": "gRPC port of the gateway (0 picks a free one)",
+    "triton_url": "Triton gRPC endpoint, host:port",
+    "model_name": "Triton model that writes summaries",
+    "model_version": "Triton model version ('' = the latest ready)",
+    "max_reviews_per_request": "most reviews in one SummarizeReviews call",
+    "max_review_chars": "longest review text, in characters",
+    "max_id_chars": "longest review id or request_id, in characters",
+    "max_beam_size": "largest beam_size a caller may ask for",
+    "max_summary_tokens": "largest max_summary_tokens a caller may ask for",
+    "default_timeout_s": "deadline for calls that arrive without one, in seconds",
+    "max_inflight_requests": "calls served at once; more are rejected with RESOURCE_EXHAUSTED",
+    "readiness_poll_s": "how often Triton model readiness is polled for health, in seconds",
+    "shutdown_grace_s": "on SIGTERM, how long in-flight calls may take to finish, in seconds",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--kebab-case` flag per field; defaults stay None so the environment can fill in."""
+    for f in fields(GatewayConfig):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=type(f.default),
+            default=None,
+            help=f"{HELP[f.name]} (env {env_name(f.name)}, default {f.default!r})",
+        )
+
+
+def from_sources(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(GatewayConfig):
+        flag_value = getattr(args, f.name, None) if args is not None else None
+        if flag_value is not None:
+            values[f.name] = flag_value
+        elif env_name(f.name) in environ:
+            values[f.name] = type(f.default)(environ[env_name(f.name)])
+    return GatewayConfig(**values)
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    parser = argparse.ArgumentParser(prog="reviewsum-gateway", description="ReviewSum gRPC gateway")
+    add_arguments(parser)
+    return from_sources(parser.parse_args(argv), environ)

@@ -1,0 +1,180 @@
+"""The engine backed by Triton: one long-lived `tritonclient.grpc.aio` client, one Triton request per review.
+
+Each review is its own Triton request so that Triton's dynamic batcher can put
+reviews of different callers into one batch, and so finished requests leave the
+batch independently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from reviewsum_server.domain import (
+    DeadlineExceeded,
+    EngineFailure,
+    EngineUnavailable,
+    GatewayError,
+    GenerationParams,
+    ModelDescription,
+    Overloaded,
+    RequestCancelled,
+    SummaryResult,
+)
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("SUMMARY", "INPUT_TOKENS", "OUTPUT_TOKENS", "FINISH_REASON")
+FINISH_REASONS = {"eos": "stop", "length": "length"}
+ENGINE_NAME = "triton-python-onnxruntime"
+
+# Triton's status code -> the gateway's error. Triton reports a full queue as UNAVAILABLE,
+# indistinguishable by code from a model that is down; both tell the caller to retry.
+_ERROR_BY_CODE: dict[grpc.StatusCode, type[GatewayError]] = {
+    grpc.StatusCode.UNAVAILABLE: EngineUnavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: RequestCancelled,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
+    grpc.StatusCode.NOT_FOUND: EngineUnavailable,
+}
+
+
+def status_code_of(exc: InferenceServerException) -> grpc.StatusCode:
+    """tritonclient reports the gRPC code as the text `StatusCode.NAME`."""
+    name = (exc.status() or "").removeprefix("StatusCode.")
+    return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
+
+
+def translate_triton_error(exc: InferenceServerException) -> GatewayError:
+    code = status_code_of(exc)
+    error_type = _ERROR_BY_CODE.get(code)
+    if error_type is None:
+        return EngineFailure(f"Triton error {code.name}: {exc.message()}")
+    return error_type(f"Triton: {exc.message()}")
+
+
+def _scalar_input(name: str, datatype: str, value: object) -> InferInput:
+    array = np.array([[value]], dtype=np.object_ if datatype == "BYTES" else None)
+    if datatype == "INT32":
+        array = array.astype(np.int32)
+    elif datatype == "FP32":
+        array = array.astype(np.float32)
+    tensor = InferInput(name, [1, 1], datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def build_inputs(text: str, params: GenerationParams) -> list[InferInput]:
+    return [
+        _scalar_input("TEXT", "BYTES", text.encode("utf-8")),
+        _scalar_input("MAX_NEW_TOKENS", "INT32", params.max_summary_tokens),
+        _scalar_input("NUM_BEAMS", "INT32", params.beam_size),
+        _scalar_input("LENGTH_PENALTY", "FP32", params.length_penalty),
+        _scalar_input("NO_REPEAT_NGRAM_SIZE", "INT32", params.no_repeat_ngram_size),
+    ]
+
+
+def _first(result: triton_aio.InferResult, name: str) -> object:
+    array = result.as_numpy(name)
+    if array is None:
+        raise EngineFailure(f"Triton response lacks output {name}")
+    return array.reshape(-1)[0]
+
+
+def parse_result(result: triton_aio.InferResult) -> SummaryResult:
+    summary = _first(result, "SUMMARY")
+    reason = _first(result, "FINISH_REASON")
+    reason_text = reason.decode() if isinstance(reason, bytes) else str(reason)
+    return SummaryResult(
+        summary=summary.decode("utf-8") if isinstance(summary, bytes) else str(summary),
+        input_tokens=int(_first(result, "INPUT_TOKENS")),  # type: ignore[call-overload]
+        summary_tokens=int(_first(result, "OUTPUT_TOKENS")),  # type: ignore[call-overload]
+        finish_reason=FINISH_REASONS.get(reason_text, "stop"),
+    )
+
+
+class TritonEngine:
+    def __init__(self, url: str, model_name: str, model_version: str = "") -> None:
+        self._client = triton_aio.InferenceServerClient(url)
+        self._url = url
+        self._model_name = model_name
+        self._model_version = model_version
+        self._outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        self._description: ModelDescription | None = None
+
+    async def summarize(
+        self, texts: Sequence[str], params: GenerationParams, *, timeout_s: float | None, request_id: str
+    ) -> list[SummaryResult]:
+        # A TaskGroup cancels the sibling requests when one fails, so Triton stops their work too.
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._summarize_one(text, params, timeout_s, f"{request_id}/{index}"))
+                for index, text in enumerate(texts)
+            ]
+        return [task.result() for task in tasks]
+
+    async def _summarize_one(
+        self, text: str, params: GenerationParams, timeout_s: float | None, triton_request_id: str
+    ) -> SummaryResult:
+        try:
+            result = await self._client.infer(
+                self._model_name,
+                build_inputs(text, params),
+                model_version=self._model_version,
+                outputs=self._outputs,
+                request_id=triton_request_id,
+                client_timeout=timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise translate_triton_error(exc) from exc
+        return parse_result(result)
+
+    async def is_ready(self) -> bool:
+        try:
+            ready = bool(await self._client.is_model_ready(self._model_name, self._model_version, client_timeout=2.0))
+        except InferenceServerException:
+            ready = False
+        if not ready:
+            self._description = None  # a reloaded model may be another version
+        return ready
+
+    async def describe(self) -> ModelDescription:
+        """The served model, read from Triton once and kept until the model stops being ready."""
+        if self._description is None:
+            self._description = await self._fetch_description()
+        return self._description
+
+    async def _fetch_description(self) -> ModelDescription:
+        try:
+            metadata = await self._client.get_model_metadata(
+                self._model_name, self._model_version, as_json=True, client_timeout=5.0
+            )
+            config = await self._client.get_model_config(
+                self._model_name, self._model_version, as_json=True, client_timeout=5.0
+            )
+        except InferenceServerException as exc:
+            raise translate_triton_error(exc) from exc
+        parameters = config.get("config", {}).get("parameters", {})
+
+        def parameter(name: str, default: str) -> str:
+            return parameters.get(name, {}).get("string_value", default) or default
+
+        versions = metadata.get("versions") or [self._model_version or "1"]
+        languages = tuple(x for x in parameter("languages", "zh,en").split(",") if x)
+        return ModelDescription(
+            name=metadata.get("name", self._model_name),
+            version=self._model_version or str(max(versions, key=int)),
+            engine=ENGINE_NAME,
+            languages=languages,
+            max_input_tokens=int(parameter("max_input_tokens", "256")),
+        )
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,76 @@
+"""Request validation: every problem found, each named by its field path, before any work reaches Triton."""
+
+from __future__ import annotations
+
+from reviewsum.v1 import reviewsum_pb2 as pb
+
+from reviewsum_server.config import GatewayConfig
+from reviewsum_server.domain import GenerationParams, InvalidRequest, Violation
+
+DEFAULTS = GenerationParams()
+MAX_LENGTH_PENALTY = 3.0
+MAX_NO_REPEAT_NGRAM = 10
+
+
+def _check_range(field: str, value: float, low: float, high: float) -> list[Violation]:
+    if low <= value <= high:
+        return []
+    return [Violation(field, f"must be between {low:g} and {high:g}, got {value:g}")]
+
+
+def review_violations(index: int, review: pb.Review, config: GatewayConfig) -> list[Violation]:
+    found: list[Violation] = []
+    path = f"reviews[{index}]"
+    if not review.text.strip():
+        found.append(Violation(f"{path}.text", "must not be empty or whitespace only"))
+    elif len(review.text) > config.max_review_chars:
+        found.append(
+            Violation(f"{path}.text", f"has {len(review.text)} characters; the limit is {config.max_review_chars}")
+        )
+    if len(review.id) > config.max_id_chars:
+        found.append(Violation(f"{path}.id", f"has {len(review.id)} characters; the limit is {config.max_id_chars}"))
+    return found
+
+
+def options_violations(options: pb.SummarizeOptions, config: GatewayConfig) -> list[Violation]:
+    found: list[Violation] = []
+    if options.HasField("beam_size"):
+        found += _check_range("options.beam_size", options.beam_size, 1, config.max_beam_size)
+    if options.HasField("max_summary_tokens"):
+        found += _check_range("options.max_summary_tokens", options.max_summary_tokens, 1, config.max_summary_tokens)
+    if options.HasField("length_penalty"):
+        found += _check_range("options.length_penalty", options.length_penalty, 0.0, MAX_LENGTH_PENALTY)
+    if options.HasField("no_repeat_ngram_size"):
+        found += _check_range("options.no_repeat_ngram_size", options.no_repeat_ngram_size, 0, MAX_NO_REPEAT_NGRAM)
+    if options.language_hint not in pb.Language.values():
+        found.append(Violation("options.language_hint", f"unknown Language value {options.language_hint}"))
+    return found
+
+
+def validate_summarize_request(request: pb.SummarizeReviewsRequest, config: GatewayConfig) -> GenerationParams:
+    """Return the generation parameters, or raise `InvalidRequest` listing every violation."""
+    found: list[Violation] = []
+    count = len(request.reviews)
+    if not 1 <= count <= config.max_reviews_per_request:
+        found.append(Violation("reviews", f"must hold 1 to {config.max_reviews_per_request} reviews, got {count}"))
+    for index, review in enumerate(request.reviews):
+        found += review_violations(index, review, config)
+    found += options_violations(request.options, config)
+    if len(request.request_id) > config.max_id_chars:
+        found.append(Violation("request_id", f"has more than {config.max_id_chars} characters"))
+    if found:
+        raise InvalidRequest(found)
+    return params_from_options(request.options)
+
+
+def params_from_options(options: pb.SummarizeOptions) -> GenerationParams:
+    return GenerationParams(
+        beam_size=options.beam_size if options.HasField("beam_size") else DEFAULTS.beam_size,
+        max_summary_tokens=(
+            options.max_summary_tokens if options.HasField("max_summary_tokens") else DEFAULTS.max_summary_tokens
+        ),
+        length_penalty=options.length_penalty if options.HasField("length_penalty") else DEFAULTS.length_penalty,
+        no_repeat_ngram_size=(
+            options.no_repeat_ngram_size if options.HasField("no_repeat_ngram_size") else DEFAULTS.no_repeat_ngram_size
+        ),
+    )
