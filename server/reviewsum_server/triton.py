@@ -8,6 +8,8 @@ tritonserver container serves the same model repository with its own binary.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -99,6 +101,18 @@ def environment(install: TritonInstall) -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM to Triton if our process dies, even by SIGKILL.
+
+    The signal follows the thread that forked, so start Triton from the main thread.
+    """
+    with contextlib.suppress(OSError):  # not Linux: Ctrl-C and SIGTERM handling still stop Triton
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class TritonServer:
     """One tritonserver process: start, wait until the models are ready, stop (SIGTERM, then SIGKILL)."""
 
@@ -120,6 +134,7 @@ class TritonServer:
             stdout=self._log_file or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # our Ctrl-C handling decides when Triton stops
+            preexec_fn=_die_with_parent,
         )
 
     def is_ready(self) -> bool:
@@ -129,6 +144,9 @@ class TritonServer:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
