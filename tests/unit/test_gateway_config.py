@@ -34,3 +34,12 @@ def test_unknown_language_enum_value_is_rejected() -> None:
     with pytest.raises(InvalidRequest) as info:
         validate_summarize_request(request, GatewayConfig())
     assert [v.field for v in info.value.violations] == ["options.language_hint"]
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for f in dataclasses.fields(GatewayConfig):
+        row = f"| `--{f.name.replace('_', '-')}` | `{config.env_name(f.name)}` | `{f.default}` |"
+        assert row in readme, f"README lacks the row for {f.name}"
