@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,9 +17,12 @@ from reviewsum.v1 import reviewsum_pb2_grpc as pb_grpc
 
 from reviewsum_server import config as config_module
 from reviewsum_server import logs
+from reviewsum_server.auth import ApiKeyAuthenticator, load_api_keys
 from reviewsum_server.config import GatewayConfig
 from reviewsum_server.engine import SummarizationEngine
 from reviewsum_server.health import ReadinessWatcher
+from reviewsum_server.interceptors import ApiKeyInterceptor, MetricsInterceptor
+from reviewsum_server.metrics import GatewayMetrics
 from reviewsum_server.servicer import ReviewSummarizerServicer
 from reviewsum_server.triton_engine import TritonEngine
 
@@ -32,18 +36,50 @@ class Gateway:
     watcher: ReadinessWatcher
     servicer: ReviewSummarizerServicer
     engine: SummarizationEngine
+    metrics: GatewayMetrics
 
     async def stop(self, grace_s: float) -> None:
         """NOT_SERVING first, then refuse new calls and let in-flight ones finish within `grace_s`."""
         await self.watcher.stop()
         await self.server.stop(grace_s)
         await self.engine.close()
+        self.metrics.shutdown()
+
+
+def server_credentials(config: GatewayConfig) -> grpc.ServerCredentials:
+    """TLS from PEM files; with a client CA, clients must present a certificate it signed (mutual TLS)."""
+    client_ca = Path(config.tls_client_ca_file).read_bytes() if config.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(Path(config.tls_key_file).read_bytes(), Path(config.tls_cert_file).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def interceptors(config: GatewayConfig, metrics: GatewayMetrics) -> list[grpc.aio.ServerInterceptor]:
+    """Metrics outermost, so rejected calls are counted too."""
+    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
+    if config.require_api_key:
+        keys = load_api_keys(config)
+        chain.append(ApiKeyInterceptor(ApiKeyAuthenticator(keys, config.rate_limit_per_key, config.rate_limit_burst)))
+    return chain
+
+
+def bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
+    if config.tls_enabled:
+        port = server.add_secure_port(config.listen_address, server_credentials(config))
+    else:
+        port = server.add_insecure_port(config.listen_address)
+    if port == 0:
+        raise OSError(f"could not bind {config.listen_address}")
+    return port
 
 
 async def create_server(config: GatewayConfig, engine: SummarizationEngine) -> Gateway:
     """A started gateway; with `config.port == 0` the port is picked by the OS and returned."""
-    server = grpc.aio.server()
-    servicer = ReviewSummarizerServicer(config, engine)
+    metrics = GatewayMetrics.create()
+    server = grpc.aio.server(interceptors=interceptors(config, metrics))
+    servicer = ReviewSummarizerServicer(config, engine, metrics)
     pb_grpc.add_ReviewSummarizerServicer_to_server(servicer, server)
     watcher = ReadinessWatcher(engine, config.readiness_poll_s)
     health_pb2_grpc.add_HealthServicer_to_server(watcher.servicer, server)
@@ -53,18 +89,26 @@ async def create_server(config: GatewayConfig, engine: SummarizationEngine) -> G
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(service_names, server)
-    port = server.add_insecure_port(config.listen_address)
-    if port == 0:
-        raise OSError(f"could not bind {config.listen_address}")
+    port = bind(server, config)
+    if config.metrics_port >= 0:
+        metrics.serve(config.metrics_port, config.host)
     await server.start()
     await watcher.start()
-    return Gateway(server, port, watcher, servicer, engine)
+    return Gateway(server, port, watcher, servicer, engine, metrics)
 
 
 async def serve(config: GatewayConfig) -> None:
     engine = TritonEngine(config.triton_url, config.model_name, config.model_version)
     gateway = await create_server(config, engine)
-    log.info("gateway listening on %s:%d (Triton at %s)", config.host, gateway.port, config.triton_url)
+    log.info(
+        "gateway listening on %s:%d (Triton at %s, metrics port %s, TLS %s, API keys %s)",
+        config.host,
+        gateway.port,
+        config.triton_url,
+        gateway.metrics.port,
+        "on" if config.tls_enabled else "off",
+        "required" if config.require_api_key else "off",
+    )
     print(f"reviewsum gateway listening on {config.host}:{gateway.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -32,10 +32,23 @@ class GatewayConfig:
     readiness_poll_s: float = 1.0
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
+    metrics_port: int = 9095
+    require_api_key: bool = False
+    api_keys_file: str = ""
+    api_keys: str = ""
+    rate_limit_per_key: float = 50.0
+    rate_limit_burst: int = 100
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
     @property
     def listen_address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)
 
 
 HELP = {
@@ -54,6 +67,15 @@ HELP = {
     "readiness_poll_s": "how often Triton model readiness is polled for health, in seconds",
     "shutdown_grace_s": "on SIGTERM, how long in-flight calls may take to finish, in seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_port": "Prometheus metrics HTTP port (0 picks a free one, -1 turns metrics off)",
+    "require_api_key": "require `authorization: Bearer KEY` on API calls (health and reflection stay open)",
+    "api_keys_file": "file with one API key per line (# comments allowed)",
+    "api_keys": "comma-separated API keys, added to those of --api-keys-file",
+    "rate_limit_per_key": "requests per second each API key may make (token bucket)",
+    "rate_limit_burst": "requests an API key may make at once before the rate limit applies",
+    "tls_cert_file": "PEM certificate chain of the gateway; TLS is on when it and the key are given",
+    "tls_key_file": "PEM private key of the gateway",
+    "tls_client_ca_file": "PEM CA that client certificates must chain to: turns on mutual TLS",
 }
 
 
@@ -61,16 +83,26 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+def parse_bool(text: str) -> bool:
+    return text.strip().lower() in TRUE_WORDS
+
+
+def convert(default: object, text: str) -> object:
+    return parse_bool(text) if isinstance(default, bool) else type(default)(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--kebab-case` flag per field; defaults stay None so the environment can fill in."""
     for f in fields(GatewayConfig):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=type(f.default),
-            default=None,
-            help=f"{HELP[f.name]} (env {env_name(f.name)}, default {f.default!r})",
-        )
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{HELP[f.name]} (env {env_name(f.name)}, default {f.default!r})"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(f.default), default=None, help=help_text)
 
 
 def from_sources(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -81,7 +113,7 @@ def from_sources(args: argparse.Namespace | None = None, environ: Mapping[str, s
         if flag_value is not None:
             values[f.name] = flag_value
         elif env_name(f.name) in environ:
-            values[f.name] = type(f.default)(environ[env_name(f.name)])
+            values[f.name] = convert(f.default, environ[env_name(f.name)])
     return GatewayConfig(**values)
 
 

@@ -44,7 +44,7 @@ def code_for(error: GatewayError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _pack(message: Any) -> any_pb2.Any:
+def pack(message: Any) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -54,17 +54,17 @@ def rich_status(error: GatewayError, request_id: str) -> status_pb2.Status:
     code = code_for(error)
     message = GENERIC_INTERNAL_MESSAGE if code == grpc.StatusCode.INTERNAL else error.message
     metadata = {"request_id": request_id, **error.metadata}
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
+    details = [pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(error, InvalidRequest):
         violations = [
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
             for v in error.violations
         ]
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
+        details.append(pack(error_details_pb2.BadRequest(field_violations=violations)))
     if isinstance(error, Overloaded):
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after_s * 1000))
-        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        details.append(pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
 
 

@@ -14,6 +14,7 @@ from reviewsum_server.config import GatewayConfig
 from reviewsum_server.domain import Overloaded, SummaryResult
 from reviewsum_server.engine import SummarizationEngine
 from reviewsum_server.logs import REQUEST_ID
+from reviewsum_server.metrics import GatewayMetrics
 from reviewsum_server.rpc_errors import maps_errors
 from reviewsum_server.validation import validate_summarize_request
 
@@ -49,9 +50,10 @@ class InflightLimiter:
 
 
 class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
-    def __init__(self, config: GatewayConfig, engine: SummarizationEngine) -> None:
+    def __init__(self, config: GatewayConfig, engine: SummarizationEngine, metrics: GatewayMetrics) -> None:
         self._config = config
         self._engine = engine
+        self._metrics = metrics
         self.inflight = InflightLimiter(config.max_inflight_requests)
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
@@ -71,6 +73,7 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
                 [r.text for r in request.reviews], params, timeout_s=self._timeout(context), request_id=request_id
             )
             model = await self._engine.describe()
+        self._observe(results)
         log.info(
             "summarized",
             extra={
@@ -84,6 +87,11 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
             request_id=request_id,
             model=f"{model.name}/{model.version}",
         )
+
+    def _observe(self, results: list[SummaryResult]) -> None:
+        self._metrics.reviews_per_request.observe(len(results))
+        for result in results:
+            self._metrics.summary_tokens.observe(result.summary_tokens)
 
     @maps_errors
     async def GetModelInfo(

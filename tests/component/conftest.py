@@ -11,7 +11,12 @@ from reviewsum_server.config import GatewayConfig
 from tests.component.fake_engine import FakeEngine
 
 TEST_CONFIG = GatewayConfig(
-    host="127.0.0.1", port=0, max_reviews_per_request=4, max_review_chars=50, readiness_poll_s=0.05
+    host="127.0.0.1",
+    port=0,
+    max_reviews_per_request=4,
+    max_review_chars=50,
+    readiness_poll_s=0.05,
+    metrics_port=0,
 )
 
 
