@@ -23,6 +23,8 @@ class GatewayConfig:
     model_name: str = "summarizer"
     model_version: str = ""
     max_reviews_per_request: int = 64
+    max_reviews_per_product: int = 500
+    bulk_window: int = 32
     max_review_chars: int = 4000
     max_id_chars: int = 128
     max_beam_size: int = 8
@@ -58,6 +60,8 @@ HELP = {
     "model_name": "Triton model that writes summaries",
     "model_version": "Triton model version ('' = the latest ready)",
     "max_reviews_per_request": "most reviews in one SummarizeReviews call",
+    "max_reviews_per_product": "most reviews in one SummarizeProduct call",
+    "bulk_window": "reviews of one StreamSummarizeReviews stream in progress at once; reading waits beyond it",
     "max_review_chars": "longest review text, in characters",
     "max_id_chars": "longest review id or request_id, in characters",
     "max_beam_size": "largest beam_size a caller may ask for",

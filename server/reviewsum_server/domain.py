@@ -22,6 +22,14 @@ class SummaryResult:
 
 
 @dataclass(frozen=True)
+class StreamChunk:
+    """A piece of a summary being generated; `final` carries the finish reason and token counts."""
+
+    text_delta: str
+    final: SummaryResult | None = None
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     name: str
     version: str

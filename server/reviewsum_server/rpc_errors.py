@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -78,21 +79,45 @@ def retry_pushback(error: GatewayError) -> tuple[tuple[str, str], ...]:
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
+async def abort_for(error: BaseException, context: grpc.aio.ServicerContext, handler_name: str) -> None:
+    """Abort the call with the status the table gives; unexpected errors are logged and become INTERNAL."""
+    if isinstance(error, GatewayError):
+        gateway_error = error
+    else:
+        log.error("unexpected error in %s", handler_name, exc_info=error)
+        gateway_error = EngineFailure("unexpected error")
+    status = rpc_status.to_status(rich_status(gateway_error, REQUEST_ID.get()))
+    await context.abort(
+        status.code, status.details, trailing_metadata=status.trailing_metadata + retry_pushback(gateway_error)
+    )
+
+
 def maps_errors(handler: Handler) -> Handler:
-    """Turn a domain error (or any unexpected exception) into exactly one gRPC status with details."""
+    """Turn a domain error (or any unexpected exception) into exactly one gRPC status with details.
+
+    Works for unary handlers and for async-generator (server-streaming) handlers.
+    """
+    if inspect.isasyncgenfunction(handler):
+
+        @functools.wraps(handler)
+        async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                async for response in handler(self, request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await abort_for(error, context, handler.__name__)
+
+        return stream_wrapper  # type: ignore[return-value]
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await handler(self, request, context)
-        except GatewayError as error:
-            error_to_abort = error
-        except Exception:
-            log.exception("unexpected error in %s", handler.__name__)
-            error_to_abort = EngineFailure("unexpected error")
-        status = rpc_status.to_status(rich_status(error_to_abort, REQUEST_ID.get()))
-        await context.abort(
-            status.code, status.details, trailing_metadata=status.trailing_metadata + retry_pushback(error_to_abort)
-        )
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_for(error, context, handler.__name__)
 
     return wrapper  # type: ignore[return-value]

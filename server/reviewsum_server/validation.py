@@ -18,18 +18,23 @@ def _check_range(field: str, value: float, low: float, high: float) -> list[Viol
     return [Violation(field, f"must be between {low:g} and {high:g}, got {value:g}")]
 
 
+def text_violations(path: str, text: str, config: GatewayConfig) -> list[Violation]:
+    if not text.strip():
+        return [Violation(f"{path}.text", "must not be empty or whitespace only")]
+    if len(text) > config.max_review_chars:
+        return [Violation(f"{path}.text", f"has {len(text)} characters; the limit is {config.max_review_chars}")]
+    return []
+
+
+def id_violations(path: str, review_id: str, config: GatewayConfig) -> list[Violation]:
+    if len(review_id) > config.max_id_chars:
+        return [Violation(f"{path}.id", f"has {len(review_id)} characters; the limit is {config.max_id_chars}")]
+    return []
+
+
 def review_violations(index: int, review: pb.Review, config: GatewayConfig) -> list[Violation]:
-    found: list[Violation] = []
     path = f"reviews[{index}]"
-    if not review.text.strip():
-        found.append(Violation(f"{path}.text", "must not be empty or whitespace only"))
-    elif len(review.text) > config.max_review_chars:
-        found.append(
-            Violation(f"{path}.text", f"has {len(review.text)} characters; the limit is {config.max_review_chars}")
-        )
-    if len(review.id) > config.max_id_chars:
-        found.append(Violation(f"{path}.id", f"has {len(review.id)} characters; the limit is {config.max_id_chars}"))
-    return found
+    return text_violations(path, review.text, config) + id_violations(path, review.id, config)
 
 
 def options_violations(options: pb.SummarizeOptions, config: GatewayConfig) -> list[Violation]:
@@ -74,3 +79,55 @@ def params_from_options(options: pb.SummarizeOptions) -> GenerationParams:
             options.no_repeat_ngram_size if options.HasField("no_repeat_ngram_size") else DEFAULTS.no_repeat_ngram_size
         ),
     )
+
+
+def validate_bulk_item(item: pb.StreamSummarizeReviewsRequest, config: GatewayConfig) -> GenerationParams:
+    """Field paths are relative to the item: `text`, `options.beam_size`."""
+    found = [
+        Violation(v.field.removeprefix("item."), v.description) for v in text_violations("item", item.text, config)
+    ]
+    if not item.id:
+        found.append(Violation("id", "must not be empty: results are matched to inputs by id"))
+    found += id_violations("", item.id, config)
+    found += options_violations(item.options, config)
+    if found:
+        raise InvalidRequest(found)
+    return params_from_options(item.options)
+
+
+def validate_stream_request(request: pb.StreamSummarizeReviewRequest, config: GatewayConfig) -> GenerationParams:
+    found = text_violations("review", request.review.text, config) + id_violations("review", request.review.id, config)
+    found += options_violations(request.options, config)
+    if request.options.HasField("beam_size") and request.options.beam_size != 1:
+        found.append(Violation("options.beam_size", "streaming is greedy: must be 1 or unset"))
+    if len(request.request_id) > config.max_id_chars:
+        found.append(Violation("request_id", f"has more than {config.max_id_chars} characters"))
+    if found:
+        raise InvalidRequest(found)
+    return params_from_options(request.options)
+
+
+MAX_ASPECTS = 10
+DEFAULT_ASPECTS = 5
+
+
+def validate_product_request(request: pb.SummarizeProductRequest, config: GatewayConfig) -> int:
+    """Returns the number of aspects to report."""
+    found: list[Violation] = []
+    count = len(request.reviews)
+    if not 1 <= count <= config.max_reviews_per_product:
+        found.append(Violation("reviews", f"must hold 1 to {config.max_reviews_per_product} reviews, got {count}"))
+    for index, review in enumerate(request.reviews):
+        path = f"reviews[{index}]"
+        found += text_violations(path, review.text, config) + id_violations(path, review.id, config)
+        if review.HasField("rating") and not 1 <= review.rating <= 5:
+            found.append(Violation(f"{path}.rating", f"must be 1 to 5 stars, got {review.rating}"))
+    if request.HasField("max_aspects"):
+        found += _check_range("max_aspects", request.max_aspects, 1, MAX_ASPECTS)
+    if request.language_hint not in pb.Language.values():
+        found.append(Violation("language_hint", f"unknown Language value {request.language_hint}"))
+    if len(request.request_id) > config.max_id_chars:
+        found.append(Violation("request_id", f"has more than {config.max_id_chars} characters"))
+    if found:
+        raise InvalidRequest(found)
+    return request.max_aspects if request.HasField("max_aspects") else DEFAULT_ASPECTS

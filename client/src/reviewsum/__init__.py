@@ -16,16 +16,28 @@ from reviewsum.errors import (
     UnavailableError,
 )
 from reviewsum.types import (
+    Aspect,
+    BulkResult,
     FinishReason,
+    ItemError,
     Language,
     ModelInfo,
+    ProductReviewInput,
+    ProductSummary,
     ReviewInput,
+    StreamEvent,
     SummarizeOptions,
     SummarizeResult,
     Summary,
 )
 
 __all__ = [
+    "Aspect",
+    "BulkResult",
+    "ItemError",
+    "ProductReviewInput",
+    "ProductSummary",
+    "StreamEvent",
     "DEFAULT_ADDRESS",
     "NO_RETRIES",
     "AsyncReviewSumClient",

@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--beam-size", type=int, default=None)
     summarize.add_argument("--max-summary-tokens", type=int, default=None)
     summarize.add_argument("--language", choices=[x.value for x in Language], default=Language.UNSPECIFIED.value)
-    summarize.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="reviews per call, at most the server's limit (default 16)")
+    summarize.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        help="reviews per call, at most the server's limit (default 16)",
+    )
     summarize.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="calls in flight (default 4)")
     summarize.set_defaults(handler=cmd_summarize)
 

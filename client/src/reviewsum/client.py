@@ -13,7 +13,7 @@ and raises a `reviewsum.errors.ReviewSumError` subclass on failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Self
 
@@ -31,8 +31,17 @@ from reviewsum._channel import (
     auth_metadata,
     channel_options,
 )
-from reviewsum.errors import from_rpc_error
-from reviewsum.types import ModelInfo, ReviewInput, SummarizeOptions, SummarizeResult
+from reviewsum.errors import mapped_errors
+from reviewsum.types import (
+    BulkResult,
+    ModelInfo,
+    ProductReviewInput,
+    ProductSummary,
+    ReviewInput,
+    StreamEvent,
+    SummarizeOptions,
+    SummarizeResult,
+)
 from reviewsum.v1 import reviewsum_pb2 as pb
 from reviewsum.v1 import reviewsum_pb2_grpc as pb_grpc
 
@@ -88,32 +97,89 @@ class ReviewSumClient:
     ) -> SummarizeResult:
         """One summary per review, in order."""
         request = _convert.summarize_request(reviews, options, request_id)
-        try:
+        with mapped_errors():
             response = self._stub.SummarizeReviews(
                 request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return _convert.summarize_result_from_pb(response)
 
     def model_info(self, *, timeout: float | None = None) -> ModelInfo:
-        try:
+        with mapped_errors():
             response = self._stub.GetModelInfo(
                 pb.GetModelInfoRequest(), timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return _convert.model_info_from_pb(response)
 
     def health(self, *, timeout: float | None = None) -> bool:
         """True only when the service reports SERVING (the model is loaded and ready)."""
-        try:
+        with mapped_errors():
             response = self._health.Check(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=self._settings.deadline(timeout)
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def stream(
+        self,
+        review: str | ReviewInput,
+        *,
+        options: SummarizeOptions | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[StreamEvent]:
+        """The summary as it is generated; stop iterating (or close the iterator) to cancel the generation."""
+        request = _convert.stream_request(review, options, request_id)
+        call = self._stub.StreamSummarizeReview(
+            request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+        )
+        try:
+            with mapped_errors():
+                for message in call:
+                    yield _convert.stream_event_from_pb(message)
+        finally:
+            call.cancel()
+
+    def summarize_product(
+        self,
+        reviews: Iterable[str | ProductReviewInput],
+        *,
+        product_id: str = "",
+        max_aspects: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ProductSummary:
+        """Overall summary, top pros and cons with supporting counts, ratings and sentiment shares."""
+        request = _convert.product_request(reviews, product_id, max_aspects, request_id)
+        with mapped_errors():
+            response = self._stub.SummarizeProduct(
+                request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+            )
+        return _convert.product_from_pb(response)
+
+    def summarize_bulk(
+        self,
+        reviews: Iterable[str | ReviewInput],
+        *,
+        options: SummarizeOptions | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[BulkResult]:
+        """Stream reviews in, results out as they finish (any order; match them by id).
+
+        Reviews without an id get their position as id. The input is read only as fast as
+        the server accepts it, so a generator of millions of reviews is fine.
+        """
+        requests = (
+            _convert.bulk_request(ReviewInput(r.text, r.id or str(i)), options)
+            for i, r in enumerate(_convert.iter_review_inputs(reviews))
+        )
+        call = self._stub.StreamSummarizeReviews(
+            requests, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+        )
+        try:
+            with mapped_errors():
+                for message in call:
+                    yield _convert.bulk_result_from_pb(message)
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         self._channel.close()
@@ -159,32 +225,92 @@ class AsyncReviewSumClient:
     ) -> SummarizeResult:
         """One summary per review, in order."""
         request = _convert.summarize_request(reviews, options, request_id)
-        try:
+        with mapped_errors():
             response = await self._stub.SummarizeReviews(
                 request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return _convert.summarize_result_from_pb(response)
 
     async def model_info(self, *, timeout: float | None = None) -> ModelInfo:
-        try:
+        with mapped_errors():
             response = await self._stub.GetModelInfo(
                 pb.GetModelInfoRequest(), timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return _convert.model_info_from_pb(response)
 
     async def health(self, *, timeout: float | None = None) -> bool:
         """True only when the service reports SERVING (the model is loaded and ready)."""
-        try:
+        with mapped_errors():
             response = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=self._settings.deadline(timeout)
             )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
         return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def stream(
+        self,
+        review: str | ReviewInput,
+        *,
+        options: SummarizeOptions | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The summary as it is generated; stop iterating (or close the iterator) to cancel the generation."""
+        request = _convert.stream_request(review, options, request_id)
+        call = self._stub.StreamSummarizeReview(
+            request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+        )
+        try:
+            with mapped_errors():
+                async for message in call:
+                    yield _convert.stream_event_from_pb(message)
+        finally:
+            call.cancel()
+
+    async def summarize_product(
+        self,
+        reviews: Iterable[str | ProductReviewInput],
+        *,
+        product_id: str = "",
+        max_aspects: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ProductSummary:
+        """Overall summary, top pros and cons with supporting counts, ratings and sentiment shares."""
+        request = _convert.product_request(reviews, product_id, max_aspects, request_id)
+        with mapped_errors():
+            response = await self._stub.SummarizeProduct(
+                request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+            )
+        return _convert.product_from_pb(response)
+
+    async def summarize_bulk(
+        self,
+        reviews: Iterable[str | ReviewInput] | AsyncIterable[str | ReviewInput],
+        *,
+        options: SummarizeOptions | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[BulkResult]:
+        """Stream reviews in, results out as they finish (any order; match them by id).
+
+        Reviews without an id get their position as id; the input is consumed only as fast
+        as the server accepts it.
+        """
+
+        async def requests() -> AsyncIterator[pb.StreamSummarizeReviewsRequest]:
+            index = 0
+            async for review in _convert.aiter_review_inputs(reviews):
+                yield _convert.bulk_request(ReviewInput(review.text, review.id or str(index)), options)
+                index += 1
+
+        call = self._stub.StreamSummarizeReviews(
+            requests(), timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+        )
+        try:
+            with mapped_errors():
+                async for message in call:
+                    yield _convert.bulk_result_from_pb(message)
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

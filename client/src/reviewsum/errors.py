@@ -17,6 +17,8 @@ of its `google.rpc.ErrorInfo` (when sent), and the raw `details` messages.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,3 +169,12 @@ def from_rpc_error(error: grpc.RpcError) -> ReviewSumError:
         retry_delay=found.retry_delay,
         details=tuple(found.messages),
     )
+
+
+@contextlib.contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Re-raise gRPC errors (sync or aio) as the matching `ReviewSumError`."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc

@@ -62,3 +62,63 @@ class ModelInfo:
     max_input_tokens: int
     max_beam_size: int
     max_summary_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A piece of a summary being generated; the last event has `finished` set and the counts filled in."""
+
+    text_delta: str
+    finished: bool
+    finish_reason: FinishReason | None = None
+    input_tokens: int = 0
+    summary_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ProductReviewInput:
+    text: str
+    id: str = ""
+    rating: int | None = None
+
+
+@dataclass(frozen=True)
+class Aspect:
+    phrase: str
+    review_count: int
+    review_ids: list[str]
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    product_id: str
+    overall_summary: str
+    pros: list[Aspect]
+    cons: list[Aspect]
+    rating_distribution: dict[int, int]
+    positive_share: float
+    negative_share: float
+    review_count: int
+    language: str
+    request_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ItemError:
+    code: str
+    message: str
+    field: str
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """One answer of a bulk stream: `summary` on success, `error` for a bad or failed item."""
+
+    id: str
+    summary: Summary | None
+    error: ItemError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
