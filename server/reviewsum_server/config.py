@@ -125,3 +125,30 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     parser = argparse.ArgumentParser(prog="reviewsum-gateway", description="ReviewSum gRPC gateway")
     add_arguments(parser)
     return from_sources(parser.parse_args(argv), environ)
+
+
+def markdown_rows() -> list[str]:
+    """The README's configuration table rows (`python -m reviewsum_server.config README.md` rewrites it)."""
+    return [
+        f"| `--{f.name.replace('_', '-')}` | `{env_name(f.name)}` | `{f.default}` | {HELP[f.name]} |"
+        for f in fields(GatewayConfig)
+    ]
+
+
+def update_readme_table(readme: str) -> str:
+    lines = readme.split("\n")
+    start = lines.index("| flag | environment | default | meaning |") + 2
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines[start:end] = markdown_rows()
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    # `python -m reviewsum_server.config README.md` rewrites the table in place.
+    path = Path(sys.argv[1])
+    path.write_text(update_readme_table(path.read_text(encoding="utf-8")), encoding="utf-8")

@@ -40,6 +40,7 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert config.update_readme_table(readme) == readme, "run: python -m reviewsum_server.config README.md"
     for f in dataclasses.fields(GatewayConfig):
         row = f"| `--{f.name.replace('_', '-')}` | `{config.env_name(f.name)}` | `{f.default}` |"
         assert row in readme, f"README lacks the row for {f.name}"
