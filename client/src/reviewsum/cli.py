@@ -2,6 +2,9 @@
 
     reviewsum summarize "性能出色，通话顺畅，但电池续航时间较短。"
     reviewsum summarize --file reviews.jsonl --json      # {"id": ..., "text": ...} per line
+    reviewsum stream "屏幕效果非常棒，性价比高，但品控有待提升。"   # text appears as it is generated
+    reviewsum product --file reviews.jsonl [--json]      # one product: {"id", "text", "rating"?} per line
+    reviewsum bulk --file reviews.jsonl                  # JSON line per result, as they finish
     reviewsum health
     reviewsum info
 
@@ -23,7 +26,7 @@ from typing import TextIO
 from reviewsum._channel import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S
 from reviewsum.client import ReviewSumClient
 from reviewsum.errors import ReviewSumError
-from reviewsum.types import Language, ReviewInput, SummarizeOptions, Summary
+from reviewsum.types import Language, ProductReviewInput, ProductSummary, ReviewInput, SummarizeOptions, Summary
 
 EXIT_OK, EXIT_SERVICE_ERROR, EXIT_USAGE = 0, 1, 2
 DEFAULT_BATCH = 16
@@ -34,12 +37,13 @@ class InputError(Exception):
     """A malformed input file: reported with its line number."""
 
 
-def read_jsonl(path: Path) -> list[ReviewInput]:
+def read_rows(path: Path) -> list[tuple[int, dict[str, object]]]:
+    """(line number, object) for each non-blank line; every object has a string "text"."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    reviews = []
+    rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -49,7 +53,21 @@ def read_jsonl(path: Path) -> list[ReviewInput]:
             raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise InputError(f'{path}:{number}: expected an object with a string "text"')
-        reviews.append(ReviewInput(text=row["text"], id=str(row.get("id", number))))
+        rows.append((number, row))
+    return rows
+
+
+def read_jsonl(path: Path) -> list[ReviewInput]:
+    return [ReviewInput(text=str(row["text"]), id=str(row.get("id", number))) for number, row in read_rows(path)]
+
+
+def read_product_reviews(path: Path) -> list[ProductReviewInput]:
+    reviews = []
+    for number, row in read_rows(path):
+        rating = row.get("rating")
+        if rating is not None and not isinstance(rating, int):
+            raise InputError(f'{path}:{number}: "rating" must be a whole number of stars')
+        reviews.append(ProductReviewInput(text=str(row["text"]), id=str(row.get("id", number)), rating=rating))
     return reviews
 
 
@@ -125,6 +143,48 @@ def cmd_summarize(client: ReviewSumClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stream(client: ReviewSumClient, args: argparse.Namespace) -> int:
+    options = SummarizeOptions(max_summary_tokens=args.max_summary_tokens)
+    for event in client.stream(args.text, options=options):
+        print(event.text_delta, end="", flush=True)
+    print()
+    return EXIT_OK
+
+
+def print_product(product: ProductSummary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(product), ensure_ascii=False))
+        return
+    print(product.overall_summary)
+    for title, aspects in (("pros", product.pros), ("cons", product.cons)):
+        print(f"{title}:")
+        for aspect in aspects:
+            print(f"  {aspect.phrase} ({aspect.review_count} reviews: {', '.join(aspect.review_ids)})")
+    stars = ", ".join(f"{s}★ {n}" for s, n in sorted(product.rating_distribution.items()))
+    print(f"ratings: {stars or 'none'}")
+    print(f"positive {product.positive_share:.0%}, negative {product.negative_share:.0%} of {product.review_count}")
+
+
+def cmd_product(client: ReviewSumClient, args: argparse.Namespace) -> int:
+    reviews = read_product_reviews(args.file)
+    product = client.summarize_product(reviews, product_id=args.product_id, max_aspects=args.max_aspects)
+    print_product(product, args.json)
+    return EXIT_OK
+
+
+def cmd_bulk(client: ReviewSumClient, args: argparse.Namespace) -> int:
+    failed = 0
+    for result in client.summarize_bulk(read_jsonl(args.file)):
+        row: dict[str, object] = {"id": result.id}
+        if result.summary is not None:
+            row["summary"] = result.summary.summary
+        if result.error is not None:
+            failed += 1
+            row["error"] = asdict(result.error)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    return EXIT_OK if failed == 0 else EXIT_SERVICE_ERROR
+
+
 def cmd_health(client: ReviewSumClient, args: argparse.Namespace) -> int:
     serving = client.health()
     print("SERVING" if serving else "NOT_SERVING")
@@ -158,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summarize.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="calls in flight (default 4)")
     summarize.set_defaults(handler=cmd_summarize)
+
+    stream = sub.add_parser("stream", help="print one review's summary as it is generated")
+    stream.add_argument("text", help="the review text")
+    stream.add_argument("--max-summary-tokens", type=int, default=None)
+    stream.set_defaults(handler=cmd_stream)
+
+    product = sub.add_parser("product", help="summarize one product from a JSON-lines file of its reviews")
+    product.add_argument("--file", type=Path, required=True, help='JSON lines, each {"id", "text", "rating"?}')
+    product.add_argument("--product-id", default="")
+    product.add_argument("--max-aspects", type=int, default=None, help="pros and cons to list (1-10, default 5)")
+    product.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    product.set_defaults(handler=cmd_product)
+
+    bulk = sub.add_parser("bulk", help="stream a JSON-lines file through the bulk API; one JSON line per result")
+    bulk.add_argument("--file", type=Path, required=True, help='JSON lines, each {"id": ..., "text": ...}')
+    bulk.set_defaults(handler=cmd_bulk)
 
     sub.add_parser("health", help="exit 0 only when the service is serving").set_defaults(handler=cmd_health)
     sub.add_parser("info", help="the served model and the limits").set_defaults(handler=cmd_info)
