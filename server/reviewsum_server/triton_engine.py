@@ -60,6 +60,19 @@ def translate_triton_error(exc: InferenceServerException) -> GatewayError:
     return error_type(f"Triton: {exc.message()}")
 
 
+def first_failure(group: BaseExceptionGroup) -> BaseException:
+    """The error that stands for a failed group: a domain error when there is one, so it maps to its code."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return next((e for e in leaves if isinstance(e, GatewayError)), leaves[0])
+
+
 def _scalar_input(name: str, datatype: str, value: object) -> InferInput:
     array = np.array([[value]], dtype=np.object_ if datatype == "BYTES" else None)
     if datatype == "INT32":
@@ -113,11 +126,14 @@ class TritonEngine:
         self, texts: Sequence[str], params: GenerationParams, *, timeout_s: float | None, request_id: str
     ) -> list[SummaryResult]:
         # A TaskGroup cancels the sibling requests when one fails, so Triton stops their work too.
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._summarize_one(text, params, timeout_s, f"{request_id}/{index}"))
-                for index, text in enumerate(texts)
-            ]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._summarize_one(text, params, timeout_s, f"{request_id}/{index}"))
+                    for index, text in enumerate(texts)
+                ]
+        except ExceptionGroup as failures:
+            raise first_failure(failures) from failures
         return [task.result() for task in tasks]
 
     async def _summarize_one(

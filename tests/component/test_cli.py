@@ -67,3 +67,33 @@ async def test_malformed_file_exits_2_naming_the_line(
 async def test_unreachable_service_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = await run_cli(capsys, "--address", "127.0.0.1:1", "--timeout", "2", "health")
     assert code == 1 and err.startswith("reviewsum: UNAVAILABLE")
+
+
+async def test_stream_prints_the_whole_summary(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await run_cli(capsys, "--address", f"127.0.0.1:{gateway.port}", "stream", "屏幕很好")
+    assert (code, out) == (0, "摘要:屏幕很好\n")
+
+
+async def test_product_json_reports_counts(
+    gateway: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "product.jsonl"
+    rows = [{"id": "a", "text": "屏幕很好。", "rating": 5}, {"id": "b", "text": "电池不行。", "rating": 1}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    address = f"127.0.0.1:{gateway.port}"
+    code, out, _ = await run_cli(capsys, "--address", address, "product", "--file", str(path), "--json")
+    product = json.loads(out)
+    assert code == 0 and product["review_count"] == 2
+    assert product["rating_distribution"] == {"1": 1, "2": 0, "3": 0, "4": 0, "5": 1}
+
+
+async def test_bulk_prints_one_line_per_item_and_exits_1_when_one_failed(
+    gateway: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bulk.jsonl"
+    rows = [{"id": f"r{i}", "text": f"评论{i}"} for i in range(5)] + [{"id": "bad", "text": " "}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    code, out, _ = await run_cli(capsys, "--address", f"127.0.0.1:{gateway.port}", "bulk", "--file", str(path))
+    printed = {row["id"]: row for row in map(json.loads, out.splitlines())}
+    assert code == 1 and set(printed) == {"r0", "r1", "r2", "r3", "r4", "bad"}
+    assert printed["r3"]["summary"] == "摘要:评论3" and printed["bad"]["error"]["code"] == "INVALID_ARGUMENT"

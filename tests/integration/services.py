@@ -68,7 +68,7 @@ def running_triton(repository: Path, workdir: Path) -> Iterator[tuple[TritonServ
 
 
 def start_gateway(triton_url: str, workdir: Path, *extra_args: str) -> tuple[subprocess.Popen[bytes], Path, str]:
-    (port,) = free_ports(1)
+    port, metrics_port = free_ports(2)
     log_path = workdir / f"gateway-{port}.log"
     process = subprocess.Popen(
         [
@@ -83,6 +83,8 @@ def start_gateway(triton_url: str, workdir: Path, *extra_args: str) -> tuple[sub
             triton_url,
             "--readiness-poll-s",
             "0.2",
+            "--metrics-port",
+            str(metrics_port),
             *extra_args,
         ],
         stdout=log_path.open("wb"),
