@@ -98,7 +98,7 @@ async def create_server(config: GatewayConfig, engine: SummarizationEngine) -> G
 
 
 async def serve(config: GatewayConfig) -> None:
-    engine = TritonEngine(config.triton_url, config.model_name, config.model_version)
+    engine = TritonEngine(config.triton_url, config.model_name, config.model_version, config.stream_model_name)
     gateway = await create_server(config, engine)
     log.info(
         "gateway listening on %s:%d (Triton at %s, metrics port %s, TLS %s, API keys %s)",

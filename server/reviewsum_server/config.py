@@ -22,6 +22,7 @@ class GatewayConfig:
     triton_url: str = "localhost:8001"
     model_name: str = "summarizer"
     model_version: str = ""
+    stream_model_name: str = "summarizer_stream"
     max_reviews_per_request: int = 64
     max_reviews_per_product: int = 500
     bulk_window: int = 32
@@ -59,6 +60,7 @@ HELP = {
     "triton_url": "Triton gRPC endpoint, host:port",
     "model_name": "Triton model that writes summaries",
     "model_version": "Triton model version ('' = the latest ready)",
+    "stream_model_name": "decoupled Triton model that streams summaries as they are generated",
     "max_reviews_per_request": "most reviews in one SummarizeReviews call",
     "max_reviews_per_product": "most reviews in one SummarizeProduct call",
     "bulk_window": "reviews of one StreamSummarizeReviews stream in progress at once; reading waits beyond it",

@@ -88,7 +88,9 @@ async def supervise(gateway_config: GatewayConfig, triton_options: TritonOptions
 
 
 async def serve_until_signal(config: GatewayConfig, triton: TritonServer, model: ServedModel, log_path: Path) -> None:
-    gateway = await create_server(config, TritonEngine(triton.grpc_url, config.model_name, config.model_version))
+    gateway = await create_server(
+        config, TritonEngine(triton.grpc_url, config.model_name, config.model_version, config.stream_model_name)
+    )
     o = triton.options
     print(
         f"model:   {model.description}\n"

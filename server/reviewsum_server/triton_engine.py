@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import numpy as np
@@ -26,12 +26,14 @@ from reviewsum_server.domain import (
     ModelDescription,
     Overloaded,
     RequestCancelled,
+    StreamChunk,
     SummaryResult,
 )
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("SUMMARY", "INPUT_TOKENS", "OUTPUT_TOKENS", "FINISH_REASON")
+STREAM_OUTPUT_NAMES = ("TEXT_DELTA", "INPUT_TOKENS", "OUTPUT_TOKENS", "FINISH_REASON")
 FINISH_REASONS = {"eos": "stop", "length": "length"}
 ENGINE_NAME = "triton-python-onnxruntime"
 
@@ -52,12 +54,15 @@ def status_code_of(exc: InferenceServerException) -> grpc.StatusCode:
     return grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
 
 
-def translate_triton_error(exc: InferenceServerException) -> GatewayError:
-    code = status_code_of(exc)
+def error_for_code(code: grpc.StatusCode, message: str) -> GatewayError:
     error_type = _ERROR_BY_CODE.get(code)
     if error_type is None:
-        return EngineFailure(f"Triton error {code.name}: {exc.message()}")
-    return error_type(f"Triton: {exc.message()}")
+        return EngineFailure(f"Triton error {code.name}: {message}")
+    return error_type(f"Triton: {message}")
+
+
+def translate_triton_error(exc: InferenceServerException) -> GatewayError:
+    return error_for_code(status_code_of(exc), exc.message() or "")
 
 
 def first_failure(group: BaseExceptionGroup) -> BaseException:
@@ -94,6 +99,33 @@ def build_inputs(text: str, params: GenerationParams) -> list[InferInput]:
     ]
 
 
+def build_stream_inputs(text: str, params: GenerationParams) -> list[InferInput]:
+    return [
+        _scalar_input("TEXT", "BYTES", text.encode("utf-8")),
+        _scalar_input("MAX_NEW_TOKENS", "INT32", params.max_summary_tokens),
+        _scalar_input("NO_REPEAT_NGRAM_SIZE", "INT32", params.no_repeat_ngram_size),
+    ]
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def parse_stream_result(result: triton_aio.InferResult) -> StreamChunk:
+    """A non-final response has an empty FINISH_REASON; the final one carries the reason and the counts."""
+    delta = _text(_first(result, "TEXT_DELTA"))
+    reason = _text(_first(result, "FINISH_REASON"))
+    if not reason:
+        return StreamChunk(delta)
+    final = SummaryResult(
+        summary="",
+        input_tokens=int(_first(result, "INPUT_TOKENS")),  # type: ignore[call-overload]
+        summary_tokens=int(_first(result, "OUTPUT_TOKENS")),  # type: ignore[call-overload]
+        finish_reason=FINISH_REASONS.get(reason, "stop"),
+    )
+    return StreamChunk(delta, final=final)
+
+
 def _first(result: triton_aio.InferResult, name: str) -> object:
     array = result.as_numpy(name)
     if array is None:
@@ -114,12 +146,16 @@ def parse_result(result: triton_aio.InferResult) -> SummaryResult:
 
 
 class TritonEngine:
-    def __init__(self, url: str, model_name: str, model_version: str = "") -> None:
+    def __init__(
+        self, url: str, model_name: str, model_version: str = "", stream_model_name: str = "summarizer_stream"
+    ) -> None:
         self._client = triton_aio.InferenceServerClient(url)
         self._url = url
         self._model_name = model_name
         self._model_version = model_version
+        self._stream_model_name = stream_model_name
         self._outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        self._stream_outputs = [InferRequestedOutput(name) for name in STREAM_OUTPUT_NAMES]
         self._description: ModelDescription | None = None
 
     async def summarize(
@@ -151,6 +187,39 @@ class TritonEngine:
         except InferenceServerException as exc:
             raise translate_triton_error(exc) from exc
         return parse_result(result)
+
+    async def stream(
+        self, text: str, params: GenerationParams, *, timeout_s: float | None, request_id: str
+    ) -> AsyncIterator[StreamChunk]:
+        """One ModelStreamInfer call to the decoupled model; leaving early cancels it, and Triton stops decoding."""
+        final_received = asyncio.Event()
+
+        async def one_request() -> AsyncIterator[dict[str, object]]:
+            yield {
+                "model_name": self._stream_model_name,
+                "inputs": build_stream_inputs(text, params),
+                "outputs": self._stream_outputs,
+                "request_id": request_id,
+            }
+            # Half-closing the request side early could end the call before the last response.
+            await final_received.wait()
+
+        responses = self._client.stream_infer(one_request(), stream_timeout=timeout_s)
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    raise EngineFailure(f"Triton stream error: {error.message()}")
+                chunk = parse_stream_result(result)
+                yield chunk
+                if chunk.final is not None:
+                    final_received.set()
+                    return
+            raise EngineFailure("Triton closed the stream before the final response")
+        except grpc.aio.AioRpcError as exc:
+            raise error_for_code(exc.code(), exc.details() or "") from exc
+        finally:
+            final_received.set()
+            responses.cancel()
 
     async def is_ready(self) -> bool:
         try:
