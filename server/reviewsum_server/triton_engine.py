@@ -147,13 +147,19 @@ def parse_result(result: triton_aio.InferResult) -> SummaryResult:
 
 class TritonEngine:
     def __init__(
-        self, url: str, model_name: str, model_version: str = "", stream_model_name: str = "summarizer_stream"
+        self,
+        url: str,
+        model_name: str,
+        model_version: str = "",
+        stream_model_name: str = "summarizer_stream",
+        max_requests_per_call: int = 32,
     ) -> None:
         self._client = triton_aio.InferenceServerClient(url)
         self._url = url
         self._model_name = model_name
         self._model_version = model_version
         self._stream_model_name = stream_model_name
+        self._max_requests_per_call = max_requests_per_call
         self._outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
         self._stream_outputs = [InferRequestedOutput(name) for name in STREAM_OUTPUT_NAMES]
         self._description: ModelDescription | None = None
@@ -162,12 +168,16 @@ class TritonEngine:
         self, texts: Sequence[str], params: GenerationParams, *, timeout_s: float | None, request_id: str
     ) -> list[SummaryResult]:
         # A TaskGroup cancels the sibling requests when one fails, so Triton stops their work too.
+        # One call never has more than a batch's worth in Triton, so a 500-review product cannot fill its queue.
+        fan_out = asyncio.Semaphore(self._max_requests_per_call)
+
+        async def bounded(text: str, index: int) -> SummaryResult:
+            async with fan_out:
+                return await self._summarize_one(text, params, timeout_s, f"{request_id}/{index}")
+
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(self._summarize_one(text, params, timeout_s, f"{request_id}/{index}"))
-                    for index, text in enumerate(texts)
-                ]
+                tasks = [group.create_task(bounded(text, index)) for index, text in enumerate(texts)]
         except ExceptionGroup as failures:
             raise first_failure(failures) from failures
         return [task.result() for task in tasks]
@@ -185,8 +195,14 @@ class TritonEngine:
                 client_timeout=timeout_s,
             )
         except InferenceServerException as exc:
-            raise translate_triton_error(exc) from exc
+            raise await self._explain(translate_triton_error(exc)) from exc
         return parse_result(result)
+
+    async def _explain(self, error: GatewayError) -> GatewayError:
+        """Triton answers UNAVAILABLE both when the model is down and when its queue is full; readiness tells which."""
+        if isinstance(error, EngineUnavailable) and await self.is_ready():
+            return Overloaded("the model's queue is full; retry shortly")
+        return error
 
     async def stream(
         self, text: str, params: GenerationParams, *, timeout_s: float | None, request_id: str

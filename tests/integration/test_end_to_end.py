@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,23 +37,6 @@ REVIEWS = [
     "轻薄便携，但性能稍弱，续航能力一般。",
     "Too expensive for what you get.",
 ]
-
-
-@pytest.fixture(scope="module")
-def services(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServices]:
-    with running_services(tiny_model_repository, tmp_path_factory.mktemp("services")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(services: RunningServices) -> Iterator[ReviewSumClient]:
-    with ReviewSumClient(services.gateway_address, timeout=60.0, retry=NO_RETRIES) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_artifacts: Path) -> OnnxSummarizer:
-    return OnnxSummarizer(tiny_artifacts)
 
 
 def test_health_is_serving_and_info_names_the_model(client: ReviewSumClient) -> None:
