@@ -27,6 +27,8 @@ class GatewayConfig:
     max_reviews_per_product: int = 500
     bulk_window: int = 32
     max_review_chars: int = 4000
+    max_review_tokens: int = 1024
+    tokenizer_file: str = ""
     max_id_chars: int = 128
     max_beam_size: int = 8
     max_summary_tokens: int = 128
@@ -65,6 +67,8 @@ HELP = {
     "max_reviews_per_product": "most reviews in one SummarizeProduct call",
     "bulk_window": "reviews of one StreamSummarizeReviews stream in progress at once; reading waits beyond it",
     "max_review_chars": "longest review text, in characters",
+    "max_review_tokens": "longest review text, in model tokens (checked when tokenizer_file is set)",
+    "tokenizer_file": "the model's tokenizer.json, to enforce max_review_tokens before any work reaches Triton",
     "max_id_chars": "longest review id or request_id, in characters",
     "max_beam_size": "largest beam_size a caller may ask for",
     "max_summary_tokens": "largest max_summary_tokens a caller may ask for",

@@ -36,6 +36,7 @@ EXAMPLE_REVIEW = '"性能出色，通话顺畅，但电池续航时间较短。"
 class ServedModel:
     repository: Path
     description: str
+    artifacts: Path | None = None  # lets the gateway count tokens with the model's own tokenizer
 
 
 def has_artifacts(path: Path) -> bool:
@@ -45,13 +46,15 @@ def has_artifacts(path: Path) -> bool:
 def resolve_model() -> ServedModel:
     """The best model that exists: the committed one, else a local training run, else the tiny test model."""
     if has_artifacts(SHIPPED_ARTIFACTS):
-        return ServedModel(SHIPPED_REPOSITORY, f"trained model shipped in {SHIPPED_ARTIFACTS.relative_to(REPO_ROOT)}")
+        shipped = SHIPPED_ARTIFACTS.relative_to(REPO_ROOT)
+        return ServedModel(SHIPPED_REPOSITORY, f"trained model shipped in {shipped}", SHIPPED_ARTIFACTS)
     from reviewsum_build.model_repository import write_repository
 
     serving = CACHE / "serving_repository"
     if has_artifacts(TRAINED_RUN_ARTIFACTS):
         write_repository(serving, TRAINED_RUN_ARTIFACTS)
-        return ServedModel(serving, f"local training run {TRAINED_RUN_ARTIFACTS.relative_to(REPO_ROOT)}")
+        local_run = TRAINED_RUN_ARTIFACTS.relative_to(REPO_ROOT)
+        return ServedModel(serving, f"local training run {local_run}", TRAINED_RUN_ARTIFACTS)
     from reviewsum_build.tiny import build_tiny_model
 
     tiny = CACHE / "tiny"
@@ -60,7 +63,8 @@ def resolve_model() -> ServedModel:
         log.warning("no trained model found: building the tiny random-weight test model")
         artifacts = build_tiny_model(tiny)
     write_repository(serving, artifacts)
-    return ServedModel(serving, "UNTRAINED tiny random-weight model (summaries are nonsense): no trained model yet")
+    description = "UNTRAINED tiny random-weight model (summaries are nonsense): no trained model yet"
+    return ServedModel(serving, description, artifacts)
 
 
 async def keep_triton_alive(triton: TritonServer, stopping: asyncio.Event) -> None:
@@ -140,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         model = resolve_model()
     triton_options = replace(triton_options, model_repository=model.repository)
+    if not gateway_config.tokenizer_file and model.artifacts is not None:
+        gateway_config = replace(gateway_config, tokenizer_file=str(model.artifacts / "tokenizer.json"))
     asyncio.run(supervise(gateway_config, triton_options, model))
 
 

@@ -23,6 +23,7 @@ from reviewsum_server.rpc_errors import maps_errors
 from reviewsum_server.streams import BulkStream
 from reviewsum_server.validation import (
     DEFAULTS,
+    token_counter,
     validate_product_request,
     validate_stream_request,
     validate_summarize_request,
@@ -95,6 +96,7 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
         self._config = config
         self._engine = engine
         self._metrics = metrics
+        self._count_tokens = token_counter(config.tokenizer_file)
         self.inflight = InflightLimiter(config.max_inflight_requests)
 
     def _timeout(self, context: grpc.aio.ServicerContext) -> float:
@@ -108,7 +110,7 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
         request_id = request.request_id or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
         started = time.perf_counter()
-        params = validate_summarize_request(request, self._config)
+        params = validate_summarize_request(request, self._config, self._count_tokens)
         with self.inflight:
             results = await self._engine.summarize(
                 [r.text for r in request.reviews], params, timeout_s=self._timeout(context), request_id=request_id
@@ -135,7 +137,7 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
     ) -> AsyncIterator[pb.StreamSummarizeReviewResponse]:
         request_id = request.request_id or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
-        params = validate_stream_request(request, self._config)
+        params = validate_stream_request(request, self._config, self._count_tokens)
         with self.inflight:
             chunks = self._engine.stream(
                 request.review.text, params, timeout_s=self._timeout(context), request_id=request_id
@@ -152,7 +154,7 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
     ) -> pb.SummarizeProductResponse:
         request_id = request.request_id or uuid.uuid4().hex
         REQUEST_ID.set(request_id)
-        max_aspects = validate_product_request(request, self._config)
+        max_aspects = validate_product_request(request, self._config, self._count_tokens)
         reviews = [
             ProductReview(id=r.id or str(i), text=r.text, rating=r.rating if r.HasField("rating") else None)
             for i, r in enumerate(request.reviews)
@@ -180,7 +182,9 @@ class ReviewSummarizerServicer(pb_grpc.ReviewSummarizerServicer):
             return result
 
         with self.inflight:
-            async for response in BulkStream(self._config, summarize_one, summary_to_pb).run(request_iterator):
+            async for response in BulkStream(self._config, summarize_one, summary_to_pb, self._count_tokens).run(
+                request_iterator
+            ):
                 yield response
 
     def _observe(self, results: list[SummaryResult]) -> None:

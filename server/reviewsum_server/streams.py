@@ -26,7 +26,7 @@ from reviewsum_server.domain import (
     Violation,
 )
 from reviewsum_server.rpc_errors import GENERIC_INTERNAL_MESSAGE, code_for
-from reviewsum_server.validation import validate_bulk_item
+from reviewsum_server.validation import TokenCounter, validate_bulk_item
 
 log = logging.getLogger(__name__)
 Summarize = Callable[[str, GenerationParams], Awaitable[SummaryResult]]
@@ -46,8 +46,11 @@ def item_error(item_id: str, error: GatewayError) -> pb.StreamSummarizeReviewsRe
 
 
 class BulkStream:
-    def __init__(self, config: GatewayConfig, summarize: Summarize, to_pb: ToPb) -> None:
+    def __init__(
+        self, config: GatewayConfig, summarize: Summarize, to_pb: ToPb, count_tokens: TokenCounter | None = None
+    ) -> None:
         self._config = config
+        self._count_tokens = count_tokens
         self._summarize = summarize
         self._to_pb = to_pb
         self._window = asyncio.Semaphore(config.bulk_window)
@@ -94,7 +97,7 @@ class BulkStream:
 
     async def _answer(self, item: pb.StreamSummarizeReviewsRequest) -> pb.StreamSummarizeReviewsResponse:
         try:
-            params = validate_bulk_item(item, self._config)
+            params = validate_bulk_item(item, self._config, self._count_tokens)
             if item.id in self._seen_ids:
                 raise InvalidRequest([Violation("id", "repeats an earlier id of this stream")])
             self._seen_ids.add(item.id)

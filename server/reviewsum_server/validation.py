@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reviewsum.v1 import reviewsum_pb2 as pb
 
 from reviewsum_server.config import GatewayConfig
@@ -18,11 +20,16 @@ def _check_range(field: str, value: float, low: float, high: float) -> list[Viol
     return [Violation(field, f"must be between {low:g} and {high:g}, got {value:g}")]
 
 
-def text_violations(path: str, text: str, config: GatewayConfig) -> list[Violation]:
+TokenCounter = Callable[[str], int]
+
+
+def text_violations(path: str, text: str, config: GatewayConfig, count_tokens: TokenCounter | None) -> list[Violation]:
     if not text.strip():
         return [Violation(f"{path}.text", "must not be empty or whitespace only")]
     if len(text) > config.max_review_chars:
         return [Violation(f"{path}.text", f"has {len(text)} characters; the limit is {config.max_review_chars}")]
+    if count_tokens is not None and (tokens := count_tokens(text)) > config.max_review_tokens:
+        return [Violation(f"{path}.text", f"has {tokens} tokens; the limit is {config.max_review_tokens}")]
     return []
 
 
@@ -32,9 +39,11 @@ def id_violations(path: str, review_id: str, config: GatewayConfig) -> list[Viol
     return []
 
 
-def review_violations(index: int, review: pb.Review, config: GatewayConfig) -> list[Violation]:
+def review_violations(
+    index: int, review: pb.Review, config: GatewayConfig, count_tokens: TokenCounter | None
+) -> list[Violation]:
     path = f"reviews[{index}]"
-    return text_violations(path, review.text, config) + id_violations(path, review.id, config)
+    return text_violations(path, review.text, config, count_tokens) + id_violations(path, review.id, config)
 
 
 def options_violations(options: pb.SummarizeOptions, config: GatewayConfig) -> list[Violation]:
@@ -52,14 +61,16 @@ def options_violations(options: pb.SummarizeOptions, config: GatewayConfig) -> l
     return found
 
 
-def validate_summarize_request(request: pb.SummarizeReviewsRequest, config: GatewayConfig) -> GenerationParams:
+def validate_summarize_request(
+    request: pb.SummarizeReviewsRequest, config: GatewayConfig, count_tokens: TokenCounter | None = None
+) -> GenerationParams:
     """Return the generation parameters, or raise `InvalidRequest` listing every violation."""
     found: list[Violation] = []
     count = len(request.reviews)
     if not 1 <= count <= config.max_reviews_per_request:
         found.append(Violation("reviews", f"must hold 1 to {config.max_reviews_per_request} reviews, got {count}"))
     for index, review in enumerate(request.reviews):
-        found += review_violations(index, review, config)
+        found += review_violations(index, review, config, count_tokens)
     found += options_violations(request.options, config)
     if len(request.request_id) > config.max_id_chars:
         found.append(Violation("request_id", f"has more than {config.max_id_chars} characters"))
@@ -81,10 +92,13 @@ def params_from_options(options: pb.SummarizeOptions) -> GenerationParams:
     )
 
 
-def validate_bulk_item(item: pb.StreamSummarizeReviewsRequest, config: GatewayConfig) -> GenerationParams:
+def validate_bulk_item(
+    item: pb.StreamSummarizeReviewsRequest, config: GatewayConfig, count_tokens: TokenCounter | None = None
+) -> GenerationParams:
     """Field paths are relative to the item: `text`, `options.beam_size`."""
     found = [
-        Violation(v.field.removeprefix("item."), v.description) for v in text_violations("item", item.text, config)
+        Violation(v.field.removeprefix("item."), v.description)
+        for v in text_violations("item", item.text, config, count_tokens)
     ]
     if not item.id:
         found.append(Violation("id", "must not be empty: results are matched to inputs by id"))
@@ -95,8 +109,12 @@ def validate_bulk_item(item: pb.StreamSummarizeReviewsRequest, config: GatewayCo
     return params_from_options(item.options)
 
 
-def validate_stream_request(request: pb.StreamSummarizeReviewRequest, config: GatewayConfig) -> GenerationParams:
-    found = text_violations("review", request.review.text, config) + id_violations("review", request.review.id, config)
+def validate_stream_request(
+    request: pb.StreamSummarizeReviewRequest, config: GatewayConfig, count_tokens: TokenCounter | None = None
+) -> GenerationParams:
+    found = text_violations("review", request.review.text, config, count_tokens) + id_violations(
+        "review", request.review.id, config
+    )
     found += options_violations(request.options, config)
     if request.options.HasField("beam_size") and request.options.beam_size != 1:
         found.append(Violation("options.beam_size", "streaming is greedy: must be 1 or unset"))
@@ -111,7 +129,9 @@ MAX_ASPECTS = 10
 DEFAULT_ASPECTS = 5
 
 
-def validate_product_request(request: pb.SummarizeProductRequest, config: GatewayConfig) -> int:
+def validate_product_request(
+    request: pb.SummarizeProductRequest, config: GatewayConfig, count_tokens: TokenCounter | None = None
+) -> int:
     """Returns the number of aspects to report."""
     found: list[Violation] = []
     count = len(request.reviews)
@@ -119,7 +139,7 @@ def validate_product_request(request: pb.SummarizeProductRequest, config: Gatewa
         found.append(Violation("reviews", f"must hold 1 to {config.max_reviews_per_product} reviews, got {count}"))
     for index, review in enumerate(request.reviews):
         path = f"reviews[{index}]"
-        found += text_violations(path, review.text, config) + id_violations(path, review.id, config)
+        found += text_violations(path, review.text, config, count_tokens) + id_violations(path, review.id, config)
         if review.HasField("rating") and not 1 <= review.rating <= 5:
             found.append(Violation(f"{path}.rating", f"must be 1 to 5 stars, got {review.rating}"))
     if request.HasField("max_aspects"):
@@ -131,3 +151,13 @@ def validate_product_request(request: pb.SummarizeProductRequest, config: Gatewa
     if found:
         raise InvalidRequest(found)
     return request.max_aspects if request.HasField("max_aspects") else DEFAULT_ASPECTS
+
+
+def token_counter(tokenizer_file: str) -> TokenCounter | None:
+    """Counts the model's tokens with its own tokenizer (what the model will read); None when not configured."""
+    if not tokenizer_file:
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    return lambda text: len(tokenizer.encode(text).ids)

@@ -183,3 +183,20 @@ async def test_sync_client_works_against_the_same_gateway(gateway) -> None:  # t
             return [s.summary for s in client.summarize(["好评", "差评"]).summaries]
 
     assert await asyncio.to_thread(call) == ["摘要:好评", "摘要:差评"]
+
+
+async def test_token_limit_uses_the_models_tokenizer(tmp_path, engine: FakeEngine) -> None:  # type: ignore[no-untyped-def]
+    from reviewsum_build.tokenizer import save_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(["电池续航短", "屏幕很好"] * 20, vocab_size=300)
+    path = save_tokenizer(tokenizer, tmp_path)
+    gateway = await create_server(with_limits(tokenizer_file=str(path), max_review_tokens=6), engine)
+    try:
+        async with AsyncReviewSumClient(f"127.0.0.1:{gateway.port}", retry=NO_RETRIES) as client:
+            assert len((await client.summarize(["屏幕很好"])).summaries) == 1
+            with pytest.raises(InvalidArgumentError) as info:
+                await client.summarize(["屏幕很好", "𝔘𝔫𝔨𝔫𝔬𝔴𝔫 text"])  # rare characters cost one token per byte
+        (violation,) = info.value.field_violations
+        assert violation.field == "reviews[1].text" and "tokens; the limit is 6" in violation.description
+    finally:
+        await gateway.stop(0)
