@@ -83,6 +83,8 @@ async def abort_for(error: BaseException, context: grpc.aio.ServicerContext, han
     """Abort the call with the status the table gives; unexpected errors are logged and become INTERNAL."""
     if isinstance(error, GatewayError):
         gateway_error = error
+        if code_for(error) == grpc.StatusCode.INTERNAL:
+            log.error("%s failed: %s", handler_name, error.message)  # callers get a generic message
     else:
         log.error("unexpected error in %s", handler_name, exc_info=error)
         gateway_error = EngineFailure("unexpected error")

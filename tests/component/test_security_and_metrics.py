@@ -119,6 +119,7 @@ async def test_metrics_count_calls_by_method_and_code(gateway, client: AsyncRevi
     await client.summarize(["好", "差"])
     with pytest.raises(InvalidArgumentError):
         await client.summarize([" "])
+    await asyncio.sleep(0.05)  # a call is counted just after its status is sent
     values = await asyncio.to_thread(scrape, gateway.metrics.port)
     assert values['reviewsum_requests_total{code="OK",method="SummarizeReviews"}'] == 1
     assert values['reviewsum_requests_total{code="INVALID_ARGUMENT",method="SummarizeReviews"}'] == 1
