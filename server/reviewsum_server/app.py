@@ -8,6 +8,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,6 +25,7 @@ from reviewsum_server.health import ReadinessWatcher
 from reviewsum_server.interceptors import ApiKeyInterceptor, MetricsInterceptor
 from reviewsum_server.metrics import GatewayMetrics
 from reviewsum_server.servicer import ReviewSummarizerServicer
+from reviewsum_server.tracing import tracer_provider_for
 from reviewsum_server.triton_engine import TritonEngine
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Gateway:
     servicer: ReviewSummarizerServicer
     engine: SummarizationEngine
     metrics: GatewayMetrics
+    tracer_provider: Any | None = None
 
     async def stop(self, grace_s: float) -> None:
         """NOT_SERVING first, then refuse new calls and let in-flight ones finish within `grace_s`."""
@@ -44,6 +47,8 @@ class Gateway:
         await self.server.stop(grace_s)
         await self.engine.close()
         self.metrics.shutdown()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()  # flushes spans still batched
 
 
 def server_credentials(config: GatewayConfig) -> grpc.ServerCredentials:
@@ -56,9 +61,11 @@ def server_credentials(config: GatewayConfig) -> grpc.ServerCredentials:
     )
 
 
-def interceptors(config: GatewayConfig, metrics: GatewayMetrics) -> list[grpc.aio.ServerInterceptor]:
-    """Metrics outermost, so rejected calls are counted too."""
-    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
+def interceptors(
+    config: GatewayConfig, metrics: GatewayMetrics, tracer: Any | None
+) -> list[grpc.aio.ServerInterceptor]:
+    """Metrics (and tracing) outermost, so rejected calls are counted too."""
+    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics, tracer)]
     if config.require_api_key:
         keys = load_api_keys(config)
         chain.append(ApiKeyInterceptor(ApiKeyAuthenticator(keys, config.rate_limit_per_key, config.rate_limit_burst)))
@@ -75,10 +82,17 @@ def bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     return port
 
 
-async def create_server(config: GatewayConfig, engine: SummarizationEngine) -> Gateway:
-    """A started gateway; with `config.port == 0` the port is picked by the OS and returned."""
+async def create_server(
+    config: GatewayConfig, engine: SummarizationEngine, tracer_provider: Any | None = None
+) -> Gateway:
+    """A started gateway; with `config.port == 0` the port is picked by the OS and returned.
+
+    Tracing uses `tracer_provider` when given (tests pass one with an in-memory exporter), else the configured one.
+    """
     metrics = GatewayMetrics.create()
-    server = grpc.aio.server(interceptors=interceptors(config, metrics))
+    tracer_provider = tracer_provider or tracer_provider_for(config)
+    tracer = tracer_provider.get_tracer("reviewsum_server") if tracer_provider is not None else None
+    server = grpc.aio.server(interceptors=interceptors(config, metrics, tracer))
     servicer = ReviewSummarizerServicer(config, engine, metrics)
     pb_grpc.add_ReviewSummarizerServicer_to_server(servicer, server)
     watcher = ReadinessWatcher(engine, config.readiness_poll_s)
@@ -94,7 +108,7 @@ async def create_server(config: GatewayConfig, engine: SummarizationEngine) -> G
         metrics.serve(config.metrics_port, config.host)
     await server.start()
     await watcher.start()
-    return Gateway(server, port, watcher, servicer, engine, metrics)
+    return Gateway(server, port, watcher, servicer, engine, metrics, tracer_provider)
 
 
 async def serve(config: GatewayConfig) -> None:

@@ -46,6 +46,8 @@ class GatewayConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    otel_exporter: str = ""
+    otel_endpoint: str = ""
 
     @property
     def listen_address(self) -> str:
@@ -86,6 +88,8 @@ HELP = {
     "tls_cert_file": "PEM certificate chain of the gateway; TLS is on when it and the key are given",
     "tls_key_file": "PEM private key of the gateway",
     "tls_client_ca_file": "PEM CA that client certificates must chain to: turns on mutual TLS",
+    "otel_exporter": "OpenTelemetry tracing: '' (off), 'console' or 'otlp'",
+    "otel_endpoint": "OTLP gRPC collector address for otel_exporter=otlp, e.g. localhost:4317",
 }
 
 

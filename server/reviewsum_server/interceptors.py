@@ -13,6 +13,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from reviewsum_server.auth import ApiKeyAuthenticator, AuthError
+from reviewsum_server.logs import REQUEST_ID
 from reviewsum_server.metrics import GatewayMetrics
 from reviewsum_server.rpc_errors import DOMAIN, pack
 
@@ -99,10 +100,11 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every call by method and final status code, and times it."""
+    """Counts every call by method and final status code, and times it; with a tracer, one span per call."""
 
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    def __init__(self, metrics: GatewayMetrics, tracer: Any | None = None) -> None:
         self._metrics = metrics
+        self._tracer = tracer
 
     async def intercept_service(
         self,
@@ -115,15 +117,27 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         method = method_name(handler_call_details.method)
         return _rebuild(handler, lambda behavior, _req, streaming: self._observed(method, behavior, streaming))
 
-    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+    def _record(self, method: str, code: grpc.StatusCode, started: float, span: Any | None) -> None:
         self._metrics.requests.labels(method, code.name).inc()
         self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+        if span is not None:
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            span.set_attribute("reviewsum.request_id", REQUEST_ID.get())
+            span.end()
+
+    def _start_span(self, method: str) -> Any | None:
+        if self._tracer is None:
+            return None
+        return self._tracer.start_span(
+            f"reviewsum.v1.ReviewSummarizer/{method}",
+            attributes={"rpc.system": "grpc", "rpc.service": "reviewsum.v1.ReviewSummarizer", "rpc.method": method},
+        )
 
     def _observed(self, method: str, behavior: Behavior, response_streaming: bool) -> Behavior:
         metrics = self._metrics
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code = time.perf_counter(), grpc.StatusCode.OK
+            started, code, span = time.perf_counter(), grpc.StatusCode.OK, self._start_span(method)
             metrics.inflight.inc()
             try:
                 return await behavior(request, context)
@@ -138,10 +152,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 metrics.inflight.dec()
-                self._record(method, code, started)
+                self._record(method, code, started, span)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started, code = time.perf_counter(), grpc.StatusCode.OK
+            started, code, span = time.perf_counter(), grpc.StatusCode.OK, self._start_span(method)
             metrics.inflight.inc()
             try:
                 async for response in behavior(request, context):
@@ -157,6 +171,6 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 metrics.inflight.dec()
-                self._record(method, code, started)
+                self._record(method, code, started, span)
 
         return streaming if response_streaming else unary

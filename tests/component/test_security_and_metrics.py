@@ -127,3 +127,25 @@ async def test_metrics_count_calls_by_method_and_code(gateway, client: AsyncRevi
     assert values["reviewsum_reviews_per_request_sum"] == 2
     assert values["reviewsum_summary_tokens_count"] == 2
     assert values["reviewsum_inflight_requests"] == 0
+
+
+async def test_each_call_is_traced_with_its_method_code_and_request_id() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    gateway = await create_server(with_limits(), FakeEngine(), tracer_provider=provider)
+    try:
+        async with AsyncReviewSumClient(f"127.0.0.1:{gateway.port}", retry=NO_RETRIES) as client:
+            await client.summarize(["好"], request_id="trace-me")
+            with pytest.raises(InvalidArgumentError):
+                await client.summarize([" "])
+        await asyncio.sleep(0.05)
+    finally:
+        await gateway.stop(0)
+    spans = [s for s in exporter.get_finished_spans() if s.name.endswith("SummarizeReviews")]
+    assert [s.attributes["rpc.grpc.status_code"] for s in spans] == [0, 3]
+    assert spans[0].attributes["reviewsum.request_id"] == "trace-me"

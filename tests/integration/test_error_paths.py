@@ -5,6 +5,7 @@ Each test starts its own gateway process (with the flags it needs) in front of t
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -240,6 +241,9 @@ def test_sigterm_finishes_inflight_calls_refuses_new_ones_and_exits_0(
             assert "error" not in outcome, outcome.get("error")
             assert len(outcome["result"].summaries) == 8  # type: ignore[attr-defined]
         assert process.wait(30) == 0, log_tail(log_path)
+        log_lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+        assert log_lines and all("request_id" in line for line in log_lines)
+        assert not any("屏幕很好" in line["msg"] for line in log_lines)  # no review text at INFO
     finally:
         stop_process(process)
         subprocess.run(["true"], check=True)
