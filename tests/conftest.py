@@ -22,7 +22,12 @@ def tiny_checkpoint(tiny_artifacts: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_repository(tiny_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A complete Triton model repository serving the tiny model (artifacts referenced by absolute path)."""
+    """A complete Triton model repository serving the tiny model (artifacts referenced by absolute path).
+
+    Requests wait up to 20 ms for batch mates (2 ms in production) so that tests asserting that concurrent
+    requests share a batch do not depend on how fast a busy machine sends them.
+    """
     from reviewsum_build.model_repository import write_repository
 
-    return write_repository(tmp_path_factory.mktemp("model-repository"), tiny_artifacts)
+    tuning = {"max_queue_delay_microseconds": 20_000}
+    return write_repository(tmp_path_factory.mktemp("model-repository"), tiny_artifacts, tuning=tuning)

@@ -1,12 +1,16 @@
-"""The one source of truth for the Triton `summarizer` model: its config, rendered to config.pbtxt.
+"""The one source of truth for the Triton models `summarizer` and `summarizer_stream`, rendered to config.pbtxt.
 
-`model_repository/summarizer/config.pbtxt` is committed as `render_config()` with default arguments;
-`python -m reviewsum_build.model_repository check` (and a unit test) fail when the two differ, and
-`... write` regenerates it. `write_repository()` lays out a complete repository for a server:
+`summarizer` answers each request once (greedy or beam search); `summarizer_stream` is decoupled and streams
+greedy text deltas. Both serve the same artifacts with the same parameters and instance settings.
+`model_repository/<model>/config.pbtxt` is committed as `render_config()` / `render_stream_config()` with
+default arguments; `python -m reviewsum_build.model_repository check` (and a unit test) fail when a committed
+file differs, and `... write` regenerates both. `write_repository()` lays out a complete repository:
 
     REPO/summarizer/config.pbtxt
     REPO/summarizer/1/model.py
     REPO/summarizer/1/artifacts/        (artifacts="copy" or "symlink"; "reference" uses an absolute path)
+    REPO/summarizer_stream/config.pbtxt (artifacts: the same absolute path, or ../../summarizer/1/artifacts)
+    REPO/summarizer_stream/1/model.py
 """
 
 from __future__ import annotations
@@ -15,17 +19,25 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 TRITON_MODEL_NAME = "summarizer"
+STREAM_MODEL_NAME = "summarizer_stream"
 TRITON_MODEL_VERSION = "1"
 DEFAULT_ARTIFACTS_DIR = "artifacts"
+# The stream model serves the summarizer's artifacts; relative paths resolve against its version directory.
+STREAM_DEFAULT_ARTIFACTS_DIR = f"../../{TRITON_MODEL_NAME}/{TRITON_MODEL_VERSION}/{DEFAULT_ARTIFACTS_DIR}"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMITTED_MODEL_DIR = REPO_ROOT / "model_repository" / TRITON_MODEL_NAME
+COMMITTED_REPOSITORY = REPO_ROOT / "model_repository"
+COMMITTED_MODEL_DIR = COMMITTED_REPOSITORY / TRITON_MODEL_NAME
 COMMITTED_CONFIG = COMMITTED_MODEL_DIR / "config.pbtxt"
 MODEL_PY = COMMITTED_MODEL_DIR / TRITON_MODEL_VERSION / "model.py"
+COMMITTED_STREAM_MODEL_DIR = COMMITTED_REPOSITORY / STREAM_MODEL_NAME
+COMMITTED_STREAM_CONFIG = COMMITTED_STREAM_MODEL_DIR / "config.pbtxt"
+STREAM_MODEL_PY = COMMITTED_STREAM_MODEL_DIR / TRITON_MODEL_VERSION / "model.py"
 
 FIX_COMMAND = "python -m reviewsum_build.model_repository write"
 
@@ -43,11 +55,16 @@ class TensorSpec:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str = TRITON_MODEL_NAME
+    # Decoupled: any number of responses per request, the last flagged TRITONSERVER_RESPONSE_COMPLETE_FINAL;
+    # clients must use gRPC streaming (ModelStreamInfer).
+    decoupled: bool = False
     max_batch_size: int = 32
     # Short: a request waits at most 2 ms for others to share its encoder pass and decode steps.
     max_queue_delay_microseconds: int = 2000
     # Past 64 queued requests Triton rejects new ones at once (UNAVAILABLE) instead of letting latency grow.
     max_queue_size: int = 64
+    # Off only to measure what the dynamic batcher buys (benchmarks); then each request runs alone.
+    dynamic_batching: bool = True
     instance_count: int = 1
     inputs: tuple[TensorSpec, ...] = (
         TensorSpec("TEXT", "TYPE_STRING"),
@@ -65,22 +82,57 @@ class ModelSpec:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
+STREAM_INPUTS = (
+    TensorSpec("TEXT", "TYPE_STRING"),
+    TensorSpec("MAX_NEW_TOKENS", "TYPE_INT32", optional=True),
+    TensorSpec("NO_REPEAT_NGRAM_SIZE", "TYPE_INT32", optional=True),
+)
+STREAM_OUTPUTS = (
+    TensorSpec("TEXT_DELTA", "TYPE_STRING"),
+    TensorSpec("FINISH_REASON", "TYPE_STRING"),
+    TensorSpec("INPUT_TOKENS", "TYPE_INT32"),
+    TensorSpec("OUTPUT_TOKENS", "TYPE_INT32"),
+)
+
+
+def shared_parameters(
+    artifacts_dir: str, intra_op_threads: int | None, model_name: str, model_version: str
+) -> dict[str, str]:
+    """The parameters both models read. `model_name`/`model_version` name the ReviewSum checkpoint being
+    served (from the artifacts' reviewsum.json) for clients that read the Triton model config."""
+    return {
+        "artifacts_dir": artifacts_dir,
+        # "0" leaves ONNX Runtime's default: one thread per physical core.
+        "intra_op_threads": str(intra_op_threads or 0),
+        "reviewsum_model_name": model_name,
+        "reviewsum_model_version": model_version,
+    }
+
+
 def model_spec(
     artifacts_dir: str = DEFAULT_ARTIFACTS_DIR,
     intra_op_threads: int | None = None,
     model_name: str = "reviewsum",
     model_version: str = "1",
 ) -> ModelSpec:
-    """The summarizer's spec. `model_name`/`model_version` name the ReviewSum checkpoint being served
-    (from the artifacts' reviewsum.json) for clients that read the Triton model config."""
+    """The summarizer's spec: one response per request."""
+    return ModelSpec(parameters=shared_parameters(artifacts_dir, intra_op_threads, model_name, model_version))
+
+
+def stream_model_spec(
+    artifacts_dir: str = STREAM_DEFAULT_ARTIFACTS_DIR,
+    intra_op_threads: int | None = None,
+    model_name: str = "reviewsum",
+    model_version: str = "1",
+) -> ModelSpec:
+    """The streaming model's spec: decoupled, greedy only, batched like the summarizer so that concurrent
+    streams share decode steps."""
     return ModelSpec(
-        parameters={
-            "artifacts_dir": artifacts_dir,
-            # "0" leaves ONNX Runtime's default: one thread per physical core.
-            "intra_op_threads": str(intra_op_threads or 0),
-            "reviewsum_model_name": model_name,
-            "reviewsum_model_version": model_version,
-        }
+        name=STREAM_MODEL_NAME,
+        decoupled=True,
+        inputs=STREAM_INPUTS,
+        outputs=STREAM_OUTPUTS,
+        parameters=shared_parameters(artifacts_dir, intra_op_threads, model_name, model_version),
     )
 
 
@@ -93,6 +145,15 @@ def render_config(
     return render_spec(model_spec(artifacts_dir, intra_op_threads, model_name, model_version))
 
 
+def render_stream_config(
+    artifacts_dir: str = STREAM_DEFAULT_ARTIFACTS_DIR,
+    intra_op_threads: int | None = None,
+    model_name: str = "reviewsum",
+    model_version: str = "1",
+) -> str:
+    return render_spec(stream_model_spec(artifacts_dir, intra_op_threads, model_name, model_version))
+
+
 def render_spec(spec: ModelSpec) -> str:
     lines = [
         "# Generated by `python -m reviewsum_build.model_repository write` from reviewsum_build/model_repository.py.",
@@ -102,15 +163,18 @@ def render_spec(spec: ModelSpec) -> str:
         f"max_batch_size: {spec.max_batch_size}",
         "version_policy: { latest: { num_versions: 1 } }",
     ]
+    if spec.decoupled:
+        lines.append("model_transaction_policy { decoupled: true }")
     lines += [_render_tensor("input", tensor) for tensor in spec.inputs]
     lines += [_render_tensor("output", tensor) for tensor in spec.outputs]
-    lines += [
-        "dynamic_batching {",
-        f"  max_queue_delay_microseconds: {spec.max_queue_delay_microseconds}",
-        f"  default_queue_policy {{ max_queue_size: {spec.max_queue_size} }}",
-        "}",
-        f"instance_group [ {{ kind: KIND_CPU count: {spec.instance_count} }} ]",
-    ]
+    if spec.dynamic_batching:
+        lines += [
+            "dynamic_batching {",
+            f"  max_queue_delay_microseconds: {spec.max_queue_delay_microseconds}",
+            f"  default_queue_policy {{ max_queue_size: {spec.max_queue_size} }}",
+            "}",
+        ]
+    lines.append(f"instance_group [ {{ kind: KIND_CPU count: {spec.instance_count} }} ]")
     lines += [
         f"parameters {{ key: {_quote(key)} value {{ string_value: {_quote(value)} }} }}"
         for key, value in sorted(spec.parameters.items())
@@ -134,27 +198,38 @@ def write_repository(
     *,
     artifacts: ArtifactsMode = "reference",
     intra_op_threads: int | None = None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Lay out a servable repository in `repo_dir` (returned); `artifacts_dir=None` leaves the artifacts to
-    be put at `summarizer/1/artifacts` later. "reference" points the config at `artifacts_dir` by absolute
-    path, "copy" makes the repository self-contained (e.g. for NVIDIA's container), "symlink" links it in."""
+    """Lay out a servable repository with both models in `repo_dir` (returned); `artifacts_dir=None` leaves the
+    artifacts to be put at `summarizer/1/artifacts` later. "reference" points both configs at `artifacts_dir`
+    by absolute path, "copy" makes the repository self-contained (e.g. for NVIDIA's container), "symlink"
+    links it in; with either, the stream model reads `../../summarizer/1/artifacts`. `tuning` overrides
+    `ModelSpec` batching fields of both models, e.g. {"dynamic_batching": False} for a benchmark."""
     repo_dir = Path(repo_dir)
     version_dir = repo_dir / TRITON_MODEL_NAME / TRITON_MODEL_VERSION
-    version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(MODEL_PY, version_dir / "model.py")
-    configured_dir = DEFAULT_ARTIFACTS_DIR
+    stream_version_dir = repo_dir / STREAM_MODEL_NAME / TRITON_MODEL_VERSION
+    for directory, model_py in ((version_dir, MODEL_PY), (stream_version_dir, STREAM_MODEL_PY)):
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_py, directory / "model.py")
+    configured_dir, stream_configured_dir = DEFAULT_ARTIFACTS_DIR, STREAM_DEFAULT_ARTIFACTS_DIR
     metadata: dict[str, str] = {}
     if artifacts_dir is not None:
         source = Path(artifacts_dir).resolve()
         metadata = json.loads((source / "reviewsum.json").read_text(encoding="utf-8"))
         configured_dir = _place_artifacts(source, version_dir / DEFAULT_ARTIFACTS_DIR, artifacts)
-    config = render_config(
-        configured_dir,
-        intra_op_threads,
-        model_name=str(metadata.get("model_name", "reviewsum")),
-        model_version=str(metadata.get("model_version", "1")),
+        if artifacts == "reference":  # both models read the same absolute path
+            stream_configured_dir = configured_dir
+    checkpoint = {
+        "model_name": str(metadata.get("model_name", "reviewsum")),
+        "model_version": str(metadata.get("model_version", "1")),
+    }
+    specs = (
+        model_spec(configured_dir, intra_op_threads, **checkpoint),
+        stream_model_spec(stream_configured_dir, intra_op_threads, **checkpoint),
     )
-    (repo_dir / TRITON_MODEL_NAME / "config.pbtxt").write_text(config, encoding="utf-8")
+    configs = {spec.name: render_spec(replace(spec, **(tuning or {}))) for spec in specs}
+    for name, config in configs.items():
+        (repo_dir / name / "config.pbtxt").write_text(config, encoding="utf-8")
     return repo_dir
 
 
@@ -174,15 +249,28 @@ def _place_artifacts(source: Path, target: Path, mode: ArtifactsMode) -> str:
     return DEFAULT_ARTIFACTS_DIR
 
 
+def committed_configs() -> dict[Path, str]:
+    """Each committed config.pbtxt and what it must contain."""
+    return {COMMITTED_CONFIG: render_config(), COMMITTED_STREAM_CONFIG: render_stream_config()}
+
+
+def stale_committed_configs() -> list[Path]:
+    return [
+        path
+        for path, rendered in committed_configs().items()
+        if not path.is_file() or path.read_text(encoding="utf-8") != rendered
+    ]
+
+
 def check_committed_config() -> bool:
-    return COMMITTED_CONFIG.read_text(encoding="utf-8") == render_config()
+    return not stale_committed_configs()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Render and check the Triton summarizer model configuration.")
+    parser = argparse.ArgumentParser(description="Render and check the Triton summarizer models' configurations.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="fail if the committed config.pbtxt differs from the rendered one")
-    commands.add_parser("write", help="re-render the committed config.pbtxt")
+    commands.add_parser("check", help="fail if a committed config.pbtxt differs from the rendered one")
+    commands.add_parser("write", help="re-render the committed config.pbtxt files")
     build = commands.add_parser("build", help="write a complete model repository")
     build.add_argument("repo_dir", type=Path)
     build.add_argument("--artifacts", type=Path, default=None, help="artifacts directory to serve")
@@ -190,13 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--intra-op-threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "check":
-        if not check_committed_config():
-            print(f"{COMMITTED_CONFIG} differs from render_config(); run `{FIX_COMMAND}`")
+        stale = stale_committed_configs()
+        for path in stale:
+            print(f"{path} differs from its rendered config; run `{FIX_COMMAND}`")
+        if stale:
             return 1
-        print(f"{COMMITTED_CONFIG} is up to date")
+        print(f"{', '.join(str(path) for path in committed_configs())} are up to date")
     elif args.command == "write":
-        COMMITTED_CONFIG.write_text(render_config(), encoding="utf-8")
-        print(f"wrote {COMMITTED_CONFIG}")
+        for path, rendered in committed_configs().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered, encoding="utf-8")
+            print(f"wrote {path}")
     else:
         write_repository(args.repo_dir, args.artifacts, artifacts=args.mode, intra_op_threads=args.intra_op_threads)
         print(f"wrote model repository {args.repo_dir}")

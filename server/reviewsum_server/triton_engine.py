@@ -117,6 +117,8 @@ def parse_stream_result(result: triton_aio.InferResult) -> StreamChunk:
     reason = _text(_first(result, "FINISH_REASON"))
     if not reason:
         return StreamChunk(delta)
+    if reason == "cancelled":
+        raise RequestCancelled("Triton cancelled the generation")
     final = SummaryResult(
         summary="",
         input_tokens=int(_first(result, "INPUT_TOKENS")),  # type: ignore[call-overload]
