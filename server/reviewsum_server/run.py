@@ -19,7 +19,7 @@ from reviewsum_server import config as config_module
 from reviewsum_server import logs
 from reviewsum_server.app import create_server
 from reviewsum_server.config import GatewayConfig
-from reviewsum_server.triton import TritonOptions, TritonServer
+from reviewsum_server.triton import TritonNotFound, TritonOptions, TritonServer, TritonStartError
 from reviewsum_server.triton_engine import TritonEngine
 
 log = logging.getLogger("reviewsum.run")
@@ -100,7 +100,8 @@ async def serve_until_signal(config: GatewayConfig, triton: TritonServer, model:
         f"model:   {model.description}\n"
         f"triton:  HTTP localhost:{o.http_port}  gRPC localhost:{o.grpc_port}  metrics localhost:{o.metrics_port}"
         f"  (log {log_path})\n"
-        f"gateway: gRPC {config.host}:{gateway.port}  (reviewsum.v1, grpc.health.v1, reflection)\n"
+        f"gateway: gRPC {config.host}:{gateway.port}  (reviewsum.v1, grpc.health.v1, reflection)"
+        f"  metrics localhost:{gateway.metrics.port}\n"
         f"try:     .venv/bin/reviewsum --address localhost:{gateway.port} summarize {EXAMPLE_REVIEW}\n"
         "Ctrl-C stops both.",
         flush=True,
@@ -118,21 +119,21 @@ async def serve_until_signal(config: GatewayConfig, triton: TritonServer, model:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[GatewayConfig, TritonOptions, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="reviewsum-run", description=__doc__.splitlines()[0])
-    parser.add_argument("--http-port", type=int, default=8000, help="Triton HTTP port (default 8000)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="Triton gRPC port (default 8001)")
-    parser.add_argument("--metrics-port", type=int, default=8002, help="Triton metrics port (default 8002)")
+    parser.add_argument("--triton-http-port", type=int, default=8000, help="Triton HTTP port (default 8000)")
+    parser.add_argument("--triton-grpc-port", type=int, default=8001, help="Triton gRPC port (default 8001)")
+    parser.add_argument("--triton-metrics-port", type=int, default=8002, help="Triton metrics port (default 8002)")
     parser.add_argument("--model-repository", type=Path, default=None, help="serve this repository as it is")
     config_module.add_arguments(parser)
     args = parser.parse_args(argv)
     triton_options = TritonOptions(
         model_repository=SHIPPED_REPOSITORY,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
+        http_port=args.triton_http_port,
+        grpc_port=args.triton_grpc_port,
+        metrics_port=args.triton_metrics_port,
         cache_dir=CACHE / "triton",
     )
     gateway_config = config_module.from_sources(args)
-    gateway_config = replace(gateway_config, triton_url=f"localhost:{args.grpc_port}")
+    gateway_config = replace(gateway_config, triton_url=f"localhost:{args.triton_grpc_port}")
     return gateway_config, triton_options, args
 
 
@@ -146,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     triton_options = replace(triton_options, model_repository=model.repository)
     if not gateway_config.tokenizer_file and model.artifacts is not None:
         gateway_config = replace(gateway_config, tokenizer_file=str(model.artifacts / "tokenizer.json"))
-    asyncio.run(supervise(gateway_config, triton_options, model))
+    try:
+        asyncio.run(supervise(gateway_config, triton_options, model))
+    except (TritonStartError, TritonNotFound, OSError) as exc:
+        log_file = triton_options.cache_dir / "tritonserver.log"
+        raise SystemExit(f"reviewsum run: {exc} (Triton's log: {log_file})") from exc
 
 
 if __name__ == "__main__":
