@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from reviewsum_engine.generation import GenerationOptions, InvalidOptionsError
+from reviewsum_engine.summarizer import OnnxSummarizer
 
 # is_cancelled() is an IPC round trip to the server; polling it for every row at every decode step would
 # cost more than the step itself on small models, so each request's answer is reused for this long.
@@ -142,3 +143,34 @@ def read_optional(array: np.ndarray | None, name: str, rows: int) -> list[Any] |
     if array.shape != (rows, 1):
         raise RequestError(f"{name} must have shape [{rows}, 1] like TEXT, got {list(array.shape)}")
     return array[:, 0].tolist()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    engine: OnnxSummarizer
+    output_dtypes: dict[str, Any]
+    settings: ModelSettings
+
+
+def load_model(args: Mapping[str, str], label: str, output_names: Sequence[str], pb_utils: Any) -> LoadedModel:
+    """What both Triton models do in `initialize`: load the engine once, read output dtypes from the config,
+    warn when the config names another checkpoint than the artifacts, and log the load time.
+
+    `pb_utils` is passed in because it only exists inside Triton's Python stub.
+    """
+    started = time.perf_counter()
+    settings = ModelSettings.from_args(args)
+    engine = OnnxSummarizer(settings.artifacts_dir, intra_op_threads=settings.intra_op_threads)
+    output_dtypes = {
+        name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(settings.config, name)["data_type"])
+        for name in output_names
+    }
+    mismatch = settings.checkpoint_mismatch(engine.model_name, engine.model_version)
+    if mismatch:
+        pb_utils.Logger.log_warn(f"{label}: {mismatch}")
+    pb_utils.Logger.log_info(
+        f"{label}: loaded {engine.model_name} version {engine.model_version} from "
+        f"{settings.artifacts_dir} (intra_op_threads={settings.intra_op_threads or 'default'}) "
+        f"in {time.perf_counter() - started:.2f}s"
+    )
+    return LoadedModel(engine, output_dtypes, settings)

@@ -10,18 +10,17 @@ the client cancelled gets a CANCELLED error response. Exactly one response per r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from reviewsum_engine import GenerationOptions, OnnxSummarizer
+from reviewsum_engine import GenerationOptions
 from reviewsum_engine.triton_support import (
     CancellationProbe,
-    ModelSettings,
     ParsedRequest,
     RequestError,
+    load_model,
     parse_request,
 )
 
@@ -39,23 +38,8 @@ CANCEL_POLL_INTERVAL_S = 0.02
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        started = time.perf_counter()
-        settings = ModelSettings.from_args(args)
-        self._engine = OnnxSummarizer(settings.artifacts_dir, intra_op_threads=settings.intra_op_threads)
-        self._output_dtypes = {
-            name: pb_utils.triton_string_to_numpy(
-                pb_utils.get_output_config_by_name(settings.config, name)["data_type"]
-            )
-            for name in OUTPUT_NAMES
-        }
-        mismatch = settings.checkpoint_mismatch(self._engine.model_name, self._engine.model_version)
-        if mismatch:
-            pb_utils.Logger.log_warn(f"summarizer: {mismatch}")
-        pb_utils.Logger.log_info(
-            f"summarizer: loaded {self._engine.model_name} version {self._engine.model_version} from "
-            f"{settings.artifacts_dir} (intra_op_threads={settings.intra_op_threads or 'default'}) "
-            f"in {time.perf_counter() - started:.2f}s"
-        )
+        loaded = load_model(args, "summarizer", OUTPUT_NAMES, pb_utils)
+        self._engine, self._output_dtypes = loaded.engine, loaded.output_dtypes
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)

@@ -18,13 +18,12 @@ CANCEL_POLL_INTERVAL_S) stops decoding at the next step.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from reviewsum_engine import Generation, GenerationOptions, OnnxSummarizer
-from reviewsum_engine.triton_support import CancellationProbe, ModelSettings, RequestError, parse_request
+from reviewsum_engine import Generation, GenerationOptions
+from reviewsum_engine.triton_support import CancellationProbe, ModelSettings, RequestError, load_model, parse_request
 
 MODEL = "summarizer_stream"
 OUTPUT_NAMES = ("TEXT_DELTA", "FINISH_REASON", "INPUT_TOKENS", "OUTPUT_TOKENS")
@@ -39,25 +38,10 @@ CANCEL_POLL_INTERVAL_S = 0.02
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        started = time.perf_counter()
-        settings = ModelSettings.from_args(args)
-        if not settings.decoupled:
+        if not ModelSettings.from_args(args).decoupled:
             raise ValueError(f"{MODEL} streams several responses per request: its config must be decoupled")
-        self._engine = OnnxSummarizer(settings.artifacts_dir, intra_op_threads=settings.intra_op_threads)
-        self._output_dtypes = {
-            name: pb_utils.triton_string_to_numpy(
-                pb_utils.get_output_config_by_name(settings.config, name)["data_type"]
-            )
-            for name in OUTPUT_NAMES
-        }
-        mismatch = settings.checkpoint_mismatch(self._engine.model_name, self._engine.model_version)
-        if mismatch:
-            pb_utils.Logger.log_warn(f"{MODEL}: {mismatch}")
-        pb_utils.Logger.log_info(
-            f"{MODEL}: loaded {self._engine.model_name} version {self._engine.model_version} from "
-            f"{settings.artifacts_dir} (intra_op_threads={settings.intra_op_threads or 'default'}) "
-            f"in {time.perf_counter() - started:.2f}s"
-        )
+        loaded = load_model(args, MODEL, OUTPUT_NAMES, pb_utils)
+        self._engine, self._output_dtypes = loaded.engine, loaded.output_dtypes
 
     def execute(self, requests: list[Any]) -> None:
         streams: list[_Stream] = []
