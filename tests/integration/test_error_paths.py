@@ -247,3 +247,33 @@ def test_sigterm_finishes_inflight_calls_refuses_new_ones_and_exits_0(
     finally:
         stop_process(process)
         subprocess.run(["true"], check=True)
+
+
+def test_a_full_triton_queue_is_resource_exhausted_not_unavailable(tiny_artifacts: Path, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reviewsum_build.model_repository import write_repository
+
+    tuning = {"max_queue_size": 1, "max_batch_size": 1}  # one running and one waiting; the rest are rejected
+    repository = write_repository(tmp_path / "repository", tiny_artifacts, tuning=tuning)
+    heavy = SummarizeOptions(beam_size=8, max_summary_tokens=128, no_repeat_ngram_size=0)
+    with (
+        running_triton(repository, tmp_path) as (triton, _),
+        gateway(triton.grpc_url, tmp_path, "--max-inflight-requests", "256") as (address, _),
+        ReviewSumClient(address, retry=NO_RETRIES, timeout=60) as client,
+    ):
+
+        def call(i: int) -> str:
+            try:
+                client.summarize([f"{i}{LONG_REVIEW}"], options=heavy)
+            except ResourceExhaustedError as exc:
+                return f"exhausted:{exc.reason}:{exc.retry_delay is not None}"
+            except ReviewSumError as exc:
+                return f"other:{exc.code.name}"
+            return "ok"
+
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            outcomes = list(pool.map(call, range(24)))
+    assert "exhausted:OVERLOADED:True" in outcomes, outcomes
+    assert set(outcomes) <= {"ok", "exhausted:OVERLOADED:True"}, outcomes
+    assert "ok" in outcomes
