@@ -27,6 +27,7 @@ _NEG = np.float32(-1.0e9)
 
 CancelCheck = Callable[[int], bool]
 TokenSink = Callable[[int, int], None]
+FinishSink = Callable[[int, "SearchResult"], None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ def _ignore_token(_: int, __: int) -> None:
     return None
 
 
+def _ignore_finish(_: int, __: SearchResult) -> None:
+    return None
+
+
 def _finish_reason(token_ids: Sequence[int], max_new_tokens: int, rules: DecodingRules) -> FinishReason:
     if not token_ids or token_ids[-1] != rules.eos_token_id:
         return "length"
@@ -64,8 +69,12 @@ def greedy_search(
     rules: DecodingRules,
     is_cancelled: CancelCheck = _never_cancelled,
     on_token: TokenSink = _ignore_token,
+    on_finish: FinishSink = _ignore_finish,
 ) -> list[SearchResult]:
-    """Decode one row per request (`state` holds those rows, in order) by argmax of the processed logits."""
+    """Decode one row per request (`state` holds those rows, in order) by argmax of the processed logits.
+
+    `on_finish(index, result)` runs as soon as a row ends, before the rest of the batch does.
+    """
     max_new = np.array([request.options.max_new_tokens for request in requests], dtype=np.int64)
     ngram = np.array([request.options.no_repeat_ngram_size for request in requests], dtype=np.int64)
     results: list[SearchResult | None] = [None] * len(requests)
@@ -75,6 +84,7 @@ def greedy_search(
         cancelled = np.array([is_cancelled(requests[position].index) for position in active], dtype=bool)
         for row in np.flatnonzero(cancelled):
             results[active[row]] = SearchResult(sequences[row, 1:].tolist(), "cancelled")
+            on_finish(requests[active[row]].index, results[active[row]])
         if cancelled.any():
             active, sequences, state = _keep_rows(backend, state, ~cancelled, active, sequences)
             if not len(active):
@@ -91,6 +101,7 @@ def greedy_search(
             position = active[row]
             token_ids = sequences[row, 1:].tolist()
             results[position] = SearchResult(token_ids, _finish_reason(token_ids, int(max_new[position]), rules))
+            on_finish(requests[position].index, results[position])
         if done.any():
             active, sequences, state = _keep_rows(backend, state, ~done, active, sequences)
     return [result for result in results if result is not None]

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 IsCancelled = Callable[[int], bool]
 OnTokens = Callable[[int, str], None]
+OnFinish = Callable[[int, Generation], None]
 
 
 class Summarizer:
@@ -56,11 +57,14 @@ class Summarizer:
         options: list[GenerationOptions],
         is_cancelled: IsCancelled | None = None,
         on_tokens: OnTokens | None = None,
+        on_finish: OnFinish | None = None,
     ) -> list[Generation]:
         """Summarize each text with its own options; results are in input order.
 
         `is_cancelled(i)` is polled before every decode step of row i. `on_tokens(i, delta)` receives text as
         it is generated for greedy rows, and the whole summary once for beam rows (beams may still reorder).
+        `on_finish(i, generation)` runs as soon as row i ends (after its last delta), so a short summary need
+        not wait for the longest one in its batch.
         """
         if len(texts) != len(options):
             raise ValueError(f"{len(texts)} texts but {len(options)} options")
@@ -71,14 +75,18 @@ class Summarizer:
             if o.num_beams == 1
         }
         on_token = _streaming_sink(on_tokens, detokenizers) if on_tokens is not None else None
-        results = self.generate_ids(input_ids, options, is_cancelled, on_token)
-        generations = [self._to_generation(ids, result) for ids, result in zip(input_ids, results, strict=True)]
-        if on_tokens is not None:
-            for index, generation in enumerate(generations):
+
+        def finish_row(index: int, result: SearchResult) -> None:
+            generation = self._to_generation(input_ids[index], result)
+            if on_tokens is not None:
                 # Greedy rows flush held-back bytes; beam rows send their whole text once (beams may reorder).
                 delta = detokenizers[index].finish() if index in detokenizers else generation.text
                 _deliver(on_tokens, index, delta)
-        return generations
+            if on_finish is not None:
+                _notify_finished(on_finish, index, generation)
+
+        results = self.generate_ids(input_ids, options, is_cancelled, on_token, finish_row)
+        return [self._to_generation(ids, result) for ids, result in zip(input_ids, results, strict=True)]
 
     def generate_ids(
         self,
@@ -86,8 +94,10 @@ class Summarizer:
         options: list[GenerationOptions],
         is_cancelled: IsCancelled | None = None,
         on_token: Callable[[int, int], None] | None = None,
+        on_finish: Callable[[int, SearchResult], None] | None = None,
     ) -> list[SearchResult]:
-        """Token-level generation (what `summarize` runs after tokenizing); `on_token` sees greedy rows' ids."""
+        """Token-level generation (what `summarize` runs after tokenizing); `on_token` sees greedy rows' ids,
+        `on_finish` each row's result as soon as it ends."""
         if len(input_ids) != len(options):
             raise ValueError(f"{len(input_ids)} inputs but {len(options)} options")
         for option in options:
@@ -101,10 +111,15 @@ class Summarizer:
         for num_beams, indices in _group_by_num_beams(options).items():
             requests = [SearchRequest(index, options[index]) for index in indices]
             state = self._backend.select_rows(encoded, np.repeat(np.asarray(indices, dtype=np.int64), num_beams))
+            finished = on_finish or _ignore_result
             if num_beams == 1:
-                group_results = greedy_search(self._backend, state, requests, rules, cancelled, on_token or _ignore)
+                group_results = greedy_search(
+                    self._backend, state, requests, rules, cancelled, on_token or _ignore, finished
+                )
             else:
                 group_results = beam_search(self._backend, state, requests, num_beams, rules, cancelled)
+                for request, result in zip(requests, group_results, strict=True):
+                    finished(request.index, result)
             for request, result in zip(requests, group_results, strict=True):
                 results[request.index] = result
         return [_require(result) for result in results]
@@ -155,6 +170,18 @@ def _require(result: SearchResult | None) -> SearchResult:
 
 def _ignore(_: int, __: int) -> None:
     return None
+
+
+def _ignore_result(_: int, __: SearchResult) -> None:
+    return None
+
+
+def _notify_finished(on_finish: OnFinish, index: int, generation: Generation) -> None:
+    try:
+        on_finish(index, generation)
+    except Exception:
+        # One client's failing stream must not fail the other requests of the batch.
+        logger.exception("on_finish(%d) raised", index)
 
 
 def _safe_cancel_check(is_cancelled: IsCancelled | None) -> IsCancelled:

@@ -289,3 +289,20 @@ def test_metadata_comes_from_the_artifacts(engine: OnnxSummarizer) -> None:
     assert (engine.model_name, engine.model_version) == ("reviewsum-tiny", "1")
     assert engine.artifacts.rules.forced_eos_token_id == 2
     assert engine.summarize([], []) == []
+
+
+def test_a_short_row_finishes_before_the_rest_of_its_batch(engine: OnnxSummarizer) -> None:
+    texts = ["好评", "屏幕很好，电池续航短。"]
+    options = [GenerationOptions(max_new_tokens=2, no_repeat_ngram_size=0), GenerationOptions(max_new_tokens=20)]
+    events: list[tuple[str, int]] = []
+    generations = engine.summarize(
+        texts,
+        options,
+        on_tokens=lambda i, _delta: events.append(("token", i)),
+        on_finish=lambda i, generation: events.append(("finish", i)),
+    )
+    short_finished = events.index(("finish", 0))
+    assert ("token", 1) in events[short_finished + 1 :]  # the long row was still decoding
+    assert events[-1] == ("finish", 1)
+    assert [e for e in events if e[0] == "finish"] == [("finish", 0), ("finish", 1)]
+    assert generations[0].output_tokens <= 2

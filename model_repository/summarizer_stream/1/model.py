@@ -69,23 +69,26 @@ class TritonPythonModel:
 
     def _run_batch(self, streams: list[_Stream], texts: list[str], options: list[GenerationOptions]) -> None:
         try:
-            generations = self._engine.summarize(
+            self._engine.summarize(
                 texts,
                 options,
                 is_cancelled=lambda row: streams[row].before_step(),
                 on_tokens=lambda row, delta: streams[row].add(delta),
+                on_finish=lambda row, generation: self._finish(streams[row], generation),
             )
-        except Exception as error:  # the engine failed for the whole batch: end every stream, keep serving
+        except Exception as error:  # the engine failed for the whole batch: end every open stream, keep serving
             pb_utils.Logger.log_error(f"{MODEL}: engine failure for {len(texts)} rows: {error!r}")
             for stream in streams:
-                _send_error(stream.sender, "internal error while summarizing", pb_utils.TritonError.INTERNAL)
-            return
-        for stream, generation in zip(streams, generations, strict=True):
-            if generation.finish_reason == "cancelled":
-                pb_utils.Logger.log_info(
-                    f"{MODEL}: request {stream.request_id!r} cancelled after {generation.output_tokens} tokens"
-                )
-            stream.finish(generation)
+                if not stream.finished:
+                    _send_error(stream.sender, "internal error while summarizing", pb_utils.TritonError.INTERNAL)
+
+    def _finish(self, stream: _Stream, generation: Generation) -> None:
+        """Runs as soon as the engine ends this row, while the rest of the batch may still be decoding."""
+        if generation.finish_reason == "cancelled":
+            pb_utils.Logger.log_info(
+                f"{MODEL}: request {stream.request_id!r} cancelled after {generation.output_tokens} tokens"
+            )
+        stream.finish(generation)
 
     def _response(self, delta: str, finish_reason: str = "", input_tokens: int = 0, output_tokens: int = 0) -> Any:
         values = {
@@ -121,6 +124,7 @@ class _Stream:
         self._make_response = make_response
         self._pending = ""
         self._broken = False
+        self.finished = False
 
     def add(self, delta: str) -> None:
         self._pending += delta
@@ -135,6 +139,7 @@ class _Stream:
         return self._broken
 
     def finish(self, generation: Generation) -> None:
+        self.finished = True
         response = self._make_response(
             self._pending, generation.finish_reason, generation.input_tokens, generation.output_tokens
         )
