@@ -85,8 +85,13 @@ def test_concurrent_requests_share_a_dynamic_batch_and_match_one_by_one(
 ) -> None:
     one_by_one = [client.summarize([text]).summaries[0].summary for text in REVIEWS]
     before = batch_sizes_executed(services.triton_grpc_url)
-    with ThreadPoolExecutor(max_workers=len(REVIEWS)) as pool:
+    slow = SummarizeOptions(beam_size=8, max_summary_tokens=128, no_repeat_ngram_size=0)
+    with ThreadPoolExecutor(max_workers=len(REVIEWS) + 1) as pool:
+        # A slow request keeps the model instance busy, so the others queue up and leave in one batch
+        # however slowly a loaded machine sends them.
+        blocker = pool.submit(client.summarize, [REVIEWS[0] * 4], options=slow)
         concurrent = list(pool.map(lambda text: client.summarize([text]).summaries[0].summary, REVIEWS))
+        blocker.result()
     after = batch_sizes_executed(services.triton_grpc_url)
     assert concurrent == one_by_one
     grown = {size for size, count in after.items() if count > before.get(size, 0)}

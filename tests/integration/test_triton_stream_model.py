@@ -50,8 +50,15 @@ class Streamed:
 
 
 @pytest.fixture(scope="module")
-def triton(tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    with running_triton(tiny_model_repository, tmp_path_factory.mktemp("triton-stream")) as (server, log_path):
+def triton(tiny_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Requests wait up to 300 ms for batch mates here, so the batching assertion holds on a loaded machine."""
+    from reviewsum_build.model_repository import write_repository
+
+    workdir = tmp_path_factory.mktemp("triton-stream")
+    repository = write_repository(
+        workdir / "repository", tiny_artifacts, tuning={"max_queue_delay_microseconds": 300_000}
+    )
+    with running_triton(repository, workdir) as (server, log_path):
         yield server.grpc_url, log_path
 
 
