@@ -18,7 +18,7 @@ $(STAMP): $(PY) pyproject.toml client/pyproject.toml client/hatch_build.py proto
 	@echo "installing into $(VENV) (first time: about 2 minutes)"
 	# The CPU build of torch; a plain `torch` would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e client -e '.[build,dev]'
+	$(PY) -m pip install -q -e client -e '.[build,dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,3 +42,15 @@ format: install
 
 clean:
 	rm -rf .cache .pytest_cache .ruff_cache client/src/reviewsum/v1/*_pb2*
+
+# Load tests and benchmarks (loadtest/): `make loadtest` drives a running service (`make run` in another shell).
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: loadtest bench
+
+loadtest: install
+	$(PY) loadtest/run.py $(LOADTEST_ARGS)
+
+bench: install
+	$(PY) loadtest/bench.py $(BENCH_ARGS)
