@@ -219,7 +219,8 @@ class ReviewSumUser(User):
         options = self.options
         if options.target_rps > 0:
             # constant_throughput: each of -u users aims at target/-u calls per second.
-            per_user = options.target_rps / max(1, options.num_users or 1)
+            users = getattr(options, "reviewsum_rate_users", None) or options.num_users or 1
+            per_user = options.target_rps / max(1, users)
             spent = time.perf_counter() - getattr(self, "_task_started", time.perf_counter())
             return max(0.0, 1.0 / per_user - spent)
         return self.rng.uniform(0.5, 1.5) * options.think_time
@@ -442,6 +443,9 @@ def on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is not None:
         parse_mix(options.rpc_mix)  # fail at start, not in every user
+        if not isinstance(environment.runner, WorkerRunner):
+            # Workers do not get -u from the master, but they do get every option that is not Locust's own.
+            options.reviewsum_rate_users = options.num_users
         if not isinstance(environment.runner, MasterRunner):
             start_reading_review_pool(options, in_thread=isinstance(environment.runner, WorkerRunner))
     REQUEST_LOG.environment = environment
