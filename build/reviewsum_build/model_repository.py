@@ -61,8 +61,10 @@ class ModelSpec:
     max_batch_size: int = 32
     # Short: a request waits at most 2 ms for others to share its encoder pass and decode steps.
     max_queue_delay_microseconds: int = 2000
-    # Past 64 queued requests Triton rejects new ones at once (UNAVAILABLE) instead of letting latency grow.
-    max_queue_size: int = 64
+    # 0 = no queue policy. With `default_queue_policy { max_queue_size }` this Triton build stalled requests
+    # ~0.5 s at low load (docs/benchmarks.md), so the gateway's admission control bounds the queue instead
+    # (reviewsum_server.admission). A deployment with several gateways per Triton may set a backstop here.
+    max_queue_size: int = 0
     # Off only to measure what the dynamic batcher buys (benchmarks); then each request runs alone.
     dynamic_batching: bool = True
     instance_count: int = 1
@@ -168,12 +170,10 @@ def render_spec(spec: ModelSpec) -> str:
     lines += [_render_tensor("input", tensor) for tensor in spec.inputs]
     lines += [_render_tensor("output", tensor) for tensor in spec.outputs]
     if spec.dynamic_batching:
-        lines += [
-            "dynamic_batching {",
-            f"  max_queue_delay_microseconds: {spec.max_queue_delay_microseconds}",
-            f"  default_queue_policy {{ max_queue_size: {spec.max_queue_size} }}",
-            "}",
-        ]
+        lines += ["dynamic_batching {", f"  max_queue_delay_microseconds: {spec.max_queue_delay_microseconds}"]
+        if spec.max_queue_size > 0:
+            lines.append(f"  default_queue_policy {{ max_queue_size: {spec.max_queue_size} }}")
+        lines.append("}")
     lines.append(f"instance_group [ {{ kind: KIND_CPU count: {spec.instance_count} }} ]")
     lines += [
         f"parameters {{ key: {_quote(key)} value {{ string_value: {_quote(value)} }} }}"

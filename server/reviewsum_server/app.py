@@ -94,6 +94,9 @@ async def create_server(
     tracer = tracer_provider.get_tracer("reviewsum_server") if tracer_provider is not None else None
     server = grpc.aio.server(interceptors=interceptors(config, metrics, tracer))
     servicer = ReviewSummarizerServicer(config, engine, metrics)
+    admission = getattr(engine, "admission", None)  # the Triton engine's load shedder; fakes have none
+    if admission is not None:
+        metrics.watch_admission(admission)
     pb_grpc.add_ReviewSummarizerServicer_to_server(servicer, server)
     watcher = ReadinessWatcher(engine, config.readiness_poll_s)
     health_pb2_grpc.add_HealthServicer_to_server(watcher.servicer, server)
@@ -112,7 +115,7 @@ async def create_server(
 
 
 async def serve(config: GatewayConfig) -> None:
-    engine = TritonEngine(config.triton_url, config.model_name, config.model_version, config.stream_model_name)
+    engine = TritonEngine.from_config(config)
     gateway = await create_server(config, engine)
     log.info(
         "gateway listening on %s:%d (Triton at %s, metrics port %s, TLS %s, API keys %s)",

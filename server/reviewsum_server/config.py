@@ -34,6 +34,9 @@ class GatewayConfig:
     max_summary_tokens: int = 128
     default_timeout_s: float = 30.0
     max_inflight_requests: int = 256
+    triton_max_inflight: int = 64
+    triton_max_waiting: int = 192
+    triton_max_wait_s: float = 3.0
     readiness_poll_s: float = 1.0
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
@@ -76,6 +79,9 @@ HELP = {
     "max_summary_tokens": "largest max_summary_tokens a caller may ask for",
     "default_timeout_s": "deadline for calls that arrive without one, in seconds",
     "max_inflight_requests": "calls served at once; more are rejected with RESOURCE_EXHAUSTED",
+    "triton_max_inflight": "Triton requests (one per review) in flight at once across all calls",
+    "triton_max_waiting": "reviews that may wait for a Triton slot; more are refused with RESOURCE_EXHAUSTED",
+    "triton_max_wait_s": "seconds a review may wait for a Triton slot (at most half its deadline), then refused",
     "readiness_poll_s": "how often Triton model readiness is polled for health, in seconds",
     "shutdown_grace_s": "on SIGTERM, how long in-flight calls may take to finish, in seconds",
     "log_level": "DEBUG, INFO, WARNING or ERROR",

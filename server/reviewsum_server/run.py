@@ -92,9 +92,7 @@ async def supervise(gateway_config: GatewayConfig, triton_options: TritonOptions
 
 
 async def serve_until_signal(config: GatewayConfig, triton: TritonServer, model: ServedModel, log_path: Path) -> None:
-    gateway = await create_server(
-        config, TritonEngine(triton.grpc_url, config.model_name, config.model_version, config.stream_model_name)
-    )
+    gateway = await create_server(config, TritonEngine.from_config(config, triton.grpc_url))
     o = triton.options
     print(
         f"model:   {model.description}\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
@@ -17,6 +18,8 @@ import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
+from reviewsum_server.admission import Admission
+from reviewsum_server.config import GatewayConfig
 from reviewsum_server.domain import (
     DeadlineExceeded,
     EngineFailure,
@@ -76,6 +79,15 @@ def first_failure(group: BaseExceptionGroup) -> BaseException:
         else:
             leaves.append(error)
     return next((e for e in leaves if isinstance(e, GatewayError)), leaves[0])
+
+
+def _deadline(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Time left to the caller's deadline: reviews that waited for a slot get less than the first one."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _scalar_input(name: str, datatype: str, value: object) -> InferInput:
@@ -155,7 +167,9 @@ class TritonEngine:
         model_version: str = "",
         stream_model_name: str = "summarizer_stream",
         max_requests_per_call: int = 32,
+        admission: Admission | None = None,
     ) -> None:
+        self.admission = admission or Admission(capacity=64, max_waiting=192, max_wait_s=3.0)
         self._client = triton_aio.InferenceServerClient(url)
         self._url = url
         self._model_name = model_name
@@ -166,16 +180,27 @@ class TritonEngine:
         self._stream_outputs = [InferRequestedOutput(name) for name in STREAM_OUTPUT_NAMES]
         self._description: ModelDescription | None = None
 
+    @classmethod
+    def from_config(cls, config: GatewayConfig, url: str | None = None) -> TritonEngine:
+        return cls(
+            url or config.triton_url,
+            config.model_name,
+            config.model_version,
+            config.stream_model_name,
+            admission=Admission(config.triton_max_inflight, config.triton_max_waiting, config.triton_max_wait_s),
+        )
+
     async def summarize(
         self, texts: Sequence[str], params: GenerationParams, *, timeout_s: float | None, request_id: str
     ) -> list[SummaryResult]:
         # A TaskGroup cancels the sibling requests when one fails, so Triton stops their work too.
         # One call never has more than a batch's worth in Triton, so a 500-review product cannot fill its queue.
         fan_out = asyncio.Semaphore(self._max_requests_per_call)
+        deadline = _deadline(timeout_s)
 
         async def bounded(text: str, index: int) -> SummaryResult:
-            async with fan_out:
-                return await self._summarize_one(text, params, timeout_s, f"{request_id}/{index}")
+            async with fan_out, self.admission.slot(_remaining(deadline)):
+                return await self._summarize_one(text, params, _remaining(deadline), f"{request_id}/{index}")
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -222,7 +247,15 @@ class TritonEngine:
             # Half-closing the request side early could end the call before the last response.
             await final_received.wait()
 
-        responses = self._client.stream_infer(one_request(), stream_timeout=timeout_s)
+        deadline = _deadline(timeout_s)
+        async with self.admission.slot(timeout_s):
+            async for chunk in self._stream_admitted(one_request(), final_received, _remaining(deadline)):
+                yield chunk
+
+    async def _stream_admitted(
+        self, requests: AsyncIterator[dict[str, object]], final_received: asyncio.Event, timeout_s: float | None
+    ) -> AsyncIterator[StreamChunk]:
+        responses = self._client.stream_infer(requests, stream_timeout=timeout_s)
         try:
             async for result, error in responses:
                 if error is not None:

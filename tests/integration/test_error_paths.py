@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -277,3 +277,53 @@ def test_a_full_triton_queue_is_resource_exhausted_not_unavailable(tiny_artifact
     assert "exhausted:OVERLOADED:True" in outcomes, outcomes
     assert set(outcomes) <= {"ok", "exhausted:OVERLOADED:True"}, outcomes
     assert "ok" in outcomes
+
+
+def test_past_triton_capacity_calls_and_streams_are_shed_not_timed_out(
+    services: RunningServices, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.services import free_ports
+
+    (metrics_port,) = free_ports(1)
+    flags = ("--triton-max-inflight", "1", "--triton-max-waiting", "2", "--triton-max-wait-s", "0.3")
+    flags += ("--metrics-port", str(metrics_port))
+    heavy = SummarizeOptions(beam_size=8, max_summary_tokens=128, no_repeat_ngram_size=0)
+    with (
+        gateway(services.triton_grpc_url, tmp_path, *flags) as (address, _),
+        ReviewSumClient(address, retry=NO_RETRIES, timeout=30) as client,
+    ):
+
+        def outcome(call: Callable[[], object]) -> str:
+            try:
+                call()
+            except ResourceExhaustedError as exc:
+                return f"exhausted:{exc.reason}:{exc.retry_delay is not None}"
+            except ReviewSumError as exc:
+                return f"other:{exc.code.name}"
+            return "ok"
+
+        def unary(i: int) -> str:
+            return outcome(lambda: client.summarize([f"{i}{LONG_REVIEW}"], options=heavy))
+
+        def stream(i: int) -> str:
+            return outcome(
+                lambda: list(client.stream(f"{i}{LONG_REVIEW}", options=SummarizeOptions(max_summary_tokens=128)))
+            )
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            unary_outcomes = pool.map(unary, range(10))
+            stream_outcomes = pool.map(stream, range(6))
+            outcomes = {"unary": list(unary_outcomes), "stream": list(stream_outcomes)}
+        elapsed = time.monotonic() - started
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    shed = "exhausted:OVERLOADED:True"
+    for kind, results in outcomes.items():
+        assert set(results) <= {"ok", shed}, (kind, results)  # no DEADLINE_EXCEEDED, no UNAVAILABLE
+        assert shed in results, (kind, results)
+    assert "ok" in outcomes["unary"] + outcomes["stream"]
+    assert elapsed < 30, elapsed
+    assert 'reviewsum_admission_refused_total{reason="' in metrics

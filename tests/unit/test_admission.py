@@ -1,0 +1,119 @@
+"""The gateway's admission control in front of Triton: capacity, a bounded waiting line, a wait budget."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import generate_latest
+from reviewsum_server.admission import Admission
+from reviewsum_server.domain import Overloaded
+from reviewsum_server.metrics import GatewayMetrics
+
+
+async def hold(admission: Admission, release: asyncio.Event, remaining_s: float | None = None) -> None:
+    async with admission.slot(remaining_s):
+        await release.wait()
+
+
+async def test_requests_within_capacity_get_in_at_once() -> None:
+    admission = Admission(capacity=2, max_waiting=0, max_wait_s=1.0)
+    release = asyncio.Event()
+    holders = [asyncio.create_task(hold(admission, release)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert admission.stats().in_flight == 2
+    release.set()
+    await asyncio.gather(*holders)
+    assert admission.stats().in_flight == 0
+
+
+async def test_a_full_waiting_line_refuses_at_once() -> None:
+    admission = Admission(capacity=1, max_waiting=1, max_wait_s=5.0)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release))
+    waiting = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0.01)
+    assert (admission.stats().in_flight, admission.stats().waiting) == (1, 1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Overloaded) as refused:
+        await hold(admission, release)
+    assert asyncio.get_running_loop().time() - started < 0.1
+    assert refused.value.retry_after_s > 0
+    assert admission.stats().refused_line_full == 1
+    release.set()
+    await asyncio.gather(running, waiting)  # both admitted ones finish normally
+
+
+async def test_a_waiter_is_refused_when_its_wait_budget_is_spent() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=0.05)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Overloaded, match="0.05 s"):
+        await hold(admission, release)
+    assert 0.04 < asyncio.get_running_loop().time() - started < 0.5
+    assert admission.stats().refused_wait_budget == 1 and admission.stats().waiting == 0
+    release.set()
+    await running
+
+
+def test_the_wait_budget_leaves_half_the_callers_deadline_for_generation() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=3.0)
+    assert admission.wait_budget(None) == 3.0
+    assert admission.wait_budget(10.0) == 3.0
+    assert admission.wait_budget(1.0) == 0.5
+    assert admission.wait_budget(-1.0) == 0.0
+
+
+async def test_waiters_get_in_first_come_first_served_and_slots_come_back_after_errors() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=5.0)
+    order: list[int] = []
+
+    async def work(i: int) -> None:
+        async with admission.slot(None):
+            order.append(i)
+            await asyncio.sleep(0.001)
+            if i == 0:
+                raise RuntimeError("the first request fails")
+
+    results = await asyncio.gather(*(work(i) for i in range(5)), return_exceptions=True)
+    assert order == [0, 1, 2, 3, 4]
+    assert isinstance(results[0], RuntimeError) and results[1:] == [None] * 4
+    assert admission.stats().in_flight == 0
+    async with admission.slot(None):  # the failed request's slot was returned
+        assert admission.stats().in_flight == 1
+
+
+async def test_a_cancelled_waiter_leaves_the_line_without_taking_a_slot() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=5.0)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert admission.stats().waiting == 0
+    release.set()
+    await running
+    async with admission.slot(0.1):
+        assert admission.stats().in_flight == 1
+
+
+async def test_admission_state_is_exported_to_prometheus() -> None:
+    admission = Admission(capacity=1, max_waiting=0, max_wait_s=1.0)
+    metrics = GatewayMetrics.create()
+    metrics.watch_admission(admission)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await hold(admission, release)
+    text = generate_latest(metrics.registry).decode()
+    assert "reviewsum_triton_inflight 1.0" in text
+    assert "reviewsum_triton_waiting 0.0" in text
+    assert 'reviewsum_admission_refused_total{reason="waiting_line_full"} 1.0' in text
+    release.set()
+    await running
