@@ -130,6 +130,44 @@ def pick(data_dir: Path, seed: int) -> None:
     print(f"en_train: {write_batch(ANNOTATE_DIR / 'en_train.jsonl', english)} reviews")
 
 
+def keys_in(folder: Path) -> set[str]:
+    """Review keys of every JSONL file in `folder` (references, or annotation batches handed out)."""
+    keys: set[str] = set()
+    for path in folder.glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and "key" in (row := json.loads(line)):
+                keys.add(row["key"])
+    return keys
+
+
+def pick_more_chinese(data_dir: Path, seed: int, per_category: int, exclude: set[str]) -> list[Review]:
+    """A further stratified train sample, disjoint (by key and by text) from every existing reference."""
+    dev, train = pick_chinese(data_dir, 13)
+    used_texts = {r.text for r in dev + train if r.key in exclude}
+    by_stratum: dict[tuple[str, int | None], list[Review]] = defaultdict(list)
+    seen: set[str] = set(used_texts)
+    for review in chinese_reviews(data_dir):
+        if review.key not in exclude and _annotatable(review, seen):
+            by_stratum[(review.category, review.label)].append(review)
+    rng = random.Random(seed)
+    picked: list[Review] = []
+    for stratum in sorted(by_stratum, key=str):
+        items = by_stratum[stratum]
+        rng.shuffle(items)
+        picked.extend(items[: per_category // 2])
+    rng.shuffle(picked)
+    return picked
+
+
+def pick_more(data_dir: Path, seed: int, per_category: int, batches: int, first_batch: int) -> None:
+    taken = keys_in(REFERENCES_DIR) | keys_in(ANNOTATE_DIR)  # written, or handed out and not written yet
+    more = pick_more_chinese(data_dir, seed, per_category, taken)
+    size = -(-len(more) // batches)
+    for b in range(batches):
+        name = f"zh_train_{first_batch + b}.jsonl"
+        print(f"{name}: {write_batch(ANNOTATE_DIR / name, more[b * size : (b + 1) * size])} reviews")
+
+
 def all_reviews_by_key(data_dir: Path) -> dict[str, Review]:
     found: dict[str, Review] = {}
     for review in chinese_reviews(data_dir):
@@ -177,11 +215,19 @@ def main() -> None:
     p = sub.add_parser("pick", help="write annotation batches under .cache/annotate/")
     p.add_argument("--data-dir", type=Path, default=sources.DEFAULT_DATA_DIR)
     p.add_argument("--seed", type=int, default=13)
+    m = sub.add_parser("pick-more", help="write further train batches, disjoint from every existing reference")
+    m.add_argument("--data-dir", type=Path, default=sources.DEFAULT_DATA_DIR)
+    m.add_argument("--seed", type=int, default=29)
+    m.add_argument("--per-category", type=int, default=160)
+    m.add_argument("--batches", type=int, default=6)
+    m.add_argument("--first-batch", type=int, default=6)
     s = sub.add_parser("stats", help="count the reference pairs that join with their reviews")
     s.add_argument("--data-dir", type=Path, default=sources.DEFAULT_DATA_DIR)
     args = parser.parse_args()
     if args.command == "pick":
         pick(args.data_dir.resolve(), args.seed)
+    elif args.command == "pick-more":
+        pick_more(args.data_dir.resolve(), args.seed, args.per_category, args.batches, args.first_batch)
     else:
         pairs, skipped = load_pairs(args.data_dir.resolve())
         counts: dict[tuple[str, str], int] = defaultdict(int)
