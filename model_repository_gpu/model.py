@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewsum_engine.tensorrt_backend import summarizer_factory
-from reviewsum_engine.triton_support import ModelSettings
+from reviewsum_engine.triton_support import ModelSettings, use_engine_factory
 
 BASE_MODEL_FILE = "base_model.py"
 
@@ -39,8 +39,7 @@ class TritonPythonModel(_base.TritonPythonModel):  # type: ignore[name-defined,m
         settings = ModelSettings.from_args(args)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         device_id = int(args.get("model_instance_device_id") or 0)
-        # The base model builds its engine as `OnnxSummarizer(artifacts_dir, intra_op_threads=...)`. Each Triton
-        # model instance runs in its own stub process, so rebinding that name in the base module swaps in the
-        # configured backend for this instance only.
-        _base.OnnxSummarizer = summarizer_factory(settings.parameters, version_dir, device_id)
+        # The base model's `load_model` builds the engine; each Triton model instance runs in its own stub
+        # process, so setting the factory here picks the configured backend for this instance only.
+        use_engine_factory(summarizer_factory(settings.parameters, version_dir, device_id))
         super().initialize(args)

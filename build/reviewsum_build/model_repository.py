@@ -106,6 +106,8 @@ def shared_parameters(
         "artifacts_dir": artifacts_dir,
         # "0" leaves ONNX Runtime's default: one thread per physical core.
         "intra_op_threads": str(intra_op_threads or 0),
+        # "0": ONNX Runtime's idle threads sleep instead of spinning, leaving the cores to the request path.
+        "ort_allow_spinning": "0",
         "reviewsum_model_name": model_name,
         "reviewsum_model_version": model_version,
     }

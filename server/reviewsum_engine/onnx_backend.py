@@ -24,7 +24,7 @@ class OrtDecoderState:
         return self.encoder_hidden_states.shape[0]
 
 
-def make_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
+def make_session_options(intra_op_threads: int | None, allow_spinning: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One request batch at a time per model instance: parallelism comes from intra-op threads only.
@@ -32,14 +32,20 @@ def make_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads
+    if not allow_spinning:
+        # Idle worker threads otherwise busy-wait for more work, taking cores from Triton's and the gateway's
+        # network path: on 2 cores that added ~5-10 ms per call (docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
 class OrtSeq2SeqBackend:
     """Encoder session + merged decoder session (`use_cache_branch` False on the first step, True after)."""
 
-    def __init__(self, encoder_path: Path, decoder_path: Path, intra_op_threads: int | None = None) -> None:
-        options = make_session_options(intra_op_threads)
+    def __init__(
+        self, encoder_path: Path, decoder_path: Path, intra_op_threads: int | None = None, allow_spinning: bool = True
+    ) -> None:
+        options = make_session_options(intra_op_threads, allow_spinning)
         providers = ["CPUExecutionProvider"]
         self._encoder = ort.InferenceSession(str(encoder_path), sess_options=options, providers=providers)
         self._decoder = ort.InferenceSession(str(decoder_path), sess_options=options, providers=providers)

@@ -132,9 +132,9 @@ class Summarizer:
 class OnnxSummarizer(Summarizer):
     """The summarizer over ONNX Runtime sessions loaded from an artifacts directory."""
 
-    def __init__(self, artifacts_dir: Path, intra_op_threads: int | None = None) -> None:
+    def __init__(self, artifacts_dir: Path, intra_op_threads: int | None = None, allow_spinning: bool = True) -> None:
         artifacts = load_artifacts(Path(artifacts_dir))
-        backend = OrtSeq2SeqBackend(artifacts.encoder_path, artifacts.decoder_path, intra_op_threads)
+        backend = OrtSeq2SeqBackend(artifacts.encoder_path, artifacts.decoder_path, intra_op_threads, allow_spinning)
         super().__init__(artifacts, backend)
 
 

@@ -521,8 +521,8 @@ def summarizer_factory(parameters: Mapping[str, str], version_dir: Path, device_
         raise ValueError(f"backend tensorrt needs the config parameter {ENGINES_DIR_PARAMETER}")
     engines_dir = resolve_model_path(engines_value, version_dir)
 
-    def make(artifacts_dir: Path, intra_op_threads: int | None = None) -> Summarizer:
-        del intra_op_threads  # an ONNX Runtime setting; TensorRT runs on the GPU
+    def make(artifacts_dir: Path, intra_op_threads: int | None = None, allow_spinning: bool = True) -> Summarizer:
+        del intra_op_threads, allow_spinning  # ONNX Runtime settings; TensorRT runs on the GPU
         return TensorRTSummarizer(artifacts_dir, engines_dir, device=f"cuda:{device_id}")
 
     return make

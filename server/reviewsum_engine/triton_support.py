@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from reviewsum_engine.generation import GenerationOptions, InvalidOptionsError
-from reviewsum_engine.summarizer import OnnxSummarizer
+from reviewsum_engine.summarizer import OnnxSummarizer, Summarizer
 
 # is_cancelled() is an IPC round trip to the server; polling it for every row at every decode step would
 # cost more than the step itself on small models, so each request's answer is reused for this long.
@@ -47,6 +47,7 @@ class ModelSettings:
     parameters: dict[str, str]
     artifacts_dir: Path
     intra_op_threads: int | None
+    allow_spinning: bool = True
 
     @property
     def decoupled(self) -> bool:
@@ -63,7 +64,8 @@ class ModelSettings:
         if not artifacts_dir.is_absolute():
             artifacts_dir = version_dir / artifacts_dir
         threads = int(parameters.get("intra_op_threads") or 0) or None
-        return cls(config, parameters, artifacts_dir, threads)
+        allow_spinning = parameters.get("ort_allow_spinning", "1") != "0"
+        return cls(config, parameters, artifacts_dir, threads, allow_spinning)
 
     def checkpoint_mismatch(self, model_name: str, model_version: str) -> str | None:
         """A warning when the config advertises another checkpoint than the artifacts hold, else None."""
@@ -147,9 +149,25 @@ def read_optional(array: np.ndarray | None, name: str, rows: int) -> list[Any] |
 
 @dataclass(frozen=True)
 class LoadedModel:
-    engine: OnnxSummarizer
+    engine: Summarizer
     output_dtypes: dict[str, Any]
     settings: ModelSettings
+
+
+class EngineFactory(Protocol):
+    def __call__(self, artifacts_dir: Path, *, intra_op_threads: int | None, allow_spinning: bool) -> Summarizer: ...
+
+
+_engine_factory: EngineFactory = OnnxSummarizer
+
+
+def use_engine_factory(factory: EngineFactory) -> None:
+    """Make `load_model` build its engine with `factory` (the GPU repository's model.py picks TensorRT).
+
+    Module state is enough: every Triton model instance runs in a stub process of its own.
+    """
+    global _engine_factory
+    _engine_factory = factory
 
 
 def load_model(args: Mapping[str, str], label: str, output_names: Sequence[str], pb_utils: Any) -> LoadedModel:
@@ -160,7 +178,9 @@ def load_model(args: Mapping[str, str], label: str, output_names: Sequence[str],
     """
     started = time.perf_counter()
     settings = ModelSettings.from_args(args)
-    engine = OnnxSummarizer(settings.artifacts_dir, intra_op_threads=settings.intra_op_threads)
+    engine = _engine_factory(
+        settings.artifacts_dir, intra_op_threads=settings.intra_op_threads, allow_spinning=settings.allow_spinning
+    )
     output_dtypes = {
         name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(settings.config, name)["data_type"])
         for name in output_names
@@ -170,7 +190,8 @@ def load_model(args: Mapping[str, str], label: str, output_names: Sequence[str],
         pb_utils.Logger.log_warn(f"{label}: {mismatch}")
     pb_utils.Logger.log_info(
         f"{label}: loaded {engine.model_name} version {engine.model_version} from "
-        f"{settings.artifacts_dir} (intra_op_threads={settings.intra_op_threads or 'default'}) "
+        f"{settings.artifacts_dir} (intra_op_threads={settings.intra_op_threads or 'default'}, "
+        f"spinning={'on' if settings.allow_spinning else 'off'}) "
         f"in {time.perf_counter() - started:.2f}s"
     )
     return LoadedModel(engine, output_dtypes, settings)

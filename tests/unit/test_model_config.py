@@ -102,6 +102,7 @@ def test_config_serving_policy() -> None:
     assert parameters(config) == {
         "artifacts_dir": "artifacts",
         "intra_op_threads": "0",
+        "ort_allow_spinning": "0",  # idle ORT threads sleep: spinning took the cores from the request path
         "reviewsum_model_name": "reviewsum",
         "reviewsum_model_version": "1",
     }
@@ -127,6 +128,7 @@ def test_render_carries_arguments() -> None:
     assert parameters(config) == {
         "artifacts_dir": "/srv/artifacts",
         "intra_op_threads": "2",
+        "ort_allow_spinning": "0",
         "reviewsum_model_name": "rs-zh",
         "reviewsum_model_version": "2026.11",
     }

@@ -688,3 +688,30 @@ def test_gpu_engine_metadata_describes_this_host(tiny_artifacts: Path, built_eng
     assert {m["gpu"] for m in metadata.values()} == {detect_gpus()[0]}
     assert engine_set_problems(metadata, source_hashes(load_artifacts(tiny_artifacts)), trt.__version__) == []
     assert (built_engines / "timing.cache").stat().st_size > 0
+
+
+def test_gpu_model_py_builds_its_engine_with_tensorrt_when_configured(
+    tiny_artifacts: Path, fake_engines: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend choice reaches `load_model`: a stand-in for TensorRTSummarizer (this host has no GPU)
+    records how it was built and serves through ONNX Runtime."""
+    from reviewsum_engine import tensorrt_backend, triton_support
+
+    built: list[tuple[Path, Path, str]] = []
+
+    class StandIn(OnnxSummarizer):
+        def __init__(self, artifacts_dir: Path, engines_dir: Path, device: str) -> None:
+            built.append((Path(artifacts_dir), Path(engines_dir), device))
+            super().__init__(artifacts_dir, intra_op_threads=1)
+
+    monkeypatch.setattr(tensorrt_backend, "TensorRTSummarizer", StandIn)
+    repo = write_gpu_repository(tmp_path / "repo", fake_engines, tiny_artifacts, instance_kind="KIND_CPU")
+    try:
+        model = load_model(repo / "summarizer" / "1" / "model.py", repo / "summarizer")
+    finally:
+        triton_support.use_engine_factory(OnnxSummarizer)
+    assert isinstance(model._engine, StandIn)
+    ((artifacts_dir, engines_dir, device),) = built
+    assert (artifacts_dir / "tokenizer.json").is_file()
+    assert sorted(p.name for p in engines_dir.iterdir()) == sorted(p.name for p in iter_engine_paths(fake_engines))
+    assert device == "cuda:0"
