@@ -105,6 +105,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: GatewayMetrics, tracer: Any | None = None) -> None:
         self._metrics = metrics
         self._tracer = tracer
+        # Wrapping a handler builds new handler objects; do it once per method, not on every call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -114,8 +116,14 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = method_name(handler_call_details.method)
-        return _rebuild(handler, lambda behavior, _req, streaming: self._observed(method, behavior, streaming))
+        full_method = handler_call_details.method
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        method = method_name(full_method)
+        wrapped = _rebuild(handler, lambda behavior, _req, streaming: self._observed(method, behavior, streaming))
+        self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
 
     def _record(self, method: str, code: grpc.StatusCode, started: float, span: Any | None) -> None:
         self._metrics.requests.labels(method, code.name).inc()

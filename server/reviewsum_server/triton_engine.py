@@ -8,6 +8,7 @@ batch independently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -101,14 +102,19 @@ def _scalar_input(name: str, datatype: str, value: object) -> InferInput:
     return tensor
 
 
-def build_inputs(text: str, params: GenerationParams) -> list[InferInput]:
-    return [
-        _scalar_input("TEXT", "BYTES", text.encode("utf-8")),
+@functools.lru_cache(maxsize=256)
+def _option_inputs(params: GenerationParams) -> tuple[InferInput, ...]:
+    """The option tensors of a parameter set, built once: tritonclient only reads them when serializing."""
+    return (
         _scalar_input("MAX_NEW_TOKENS", "INT32", params.max_summary_tokens),
         _scalar_input("NUM_BEAMS", "INT32", params.beam_size),
         _scalar_input("LENGTH_PENALTY", "FP32", params.length_penalty),
         _scalar_input("NO_REPEAT_NGRAM_SIZE", "INT32", params.no_repeat_ngram_size),
-    ]
+    )
+
+
+def build_inputs(text: str, params: GenerationParams) -> list[InferInput]:
+    return [_scalar_input("TEXT", "BYTES", text.encode("utf-8")), *_option_inputs(params)]
 
 
 def build_stream_inputs(text: str, params: GenerationParams) -> list[InferInput]:
