@@ -208,23 +208,15 @@ def write_repository(
     links it in; with either, the stream model reads `../../summarizer/1/artifacts`. `tuning` overrides
     `ModelSpec` batching fields of both models, e.g. {"dynamic_batching": False} for a benchmark."""
     repo_dir = Path(repo_dir)
-    version_dir = repo_dir / TRITON_MODEL_NAME / TRITON_MODEL_VERSION
-    stream_version_dir = repo_dir / STREAM_MODEL_NAME / TRITON_MODEL_VERSION
+    version_dir, stream_version_dir = _version_dirs(repo_dir)
     for directory, model_py in ((version_dir, MODEL_PY), (stream_version_dir, STREAM_MODEL_PY)):
-        directory.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_py, directory / "model.py")
     configured_dir, stream_configured_dir = DEFAULT_ARTIFACTS_DIR, STREAM_DEFAULT_ARTIFACTS_DIR
-    metadata: dict[str, str] = {}
     if artifacts_dir is not None:
-        source = Path(artifacts_dir).resolve()
-        metadata = json.loads((source / "reviewsum.json").read_text(encoding="utf-8"))
-        configured_dir = _place_artifacts(source, version_dir / DEFAULT_ARTIFACTS_DIR, artifacts)
+        configured_dir = _place_artifacts(Path(artifacts_dir).resolve(), version_dir / DEFAULT_ARTIFACTS_DIR, artifacts)
         if artifacts == "reference":  # both models read the same absolute path
             stream_configured_dir = configured_dir
-    checkpoint = {
-        "model_name": str(metadata.get("model_name", "reviewsum")),
-        "model_version": str(metadata.get("model_version", "1")),
-    }
+    checkpoint = _checkpoint_of(artifacts_dir)
     specs = (
         model_spec(configured_dir, intra_op_threads, **checkpoint),
         stream_model_spec(stream_configured_dir, intra_op_threads, **checkpoint),
@@ -235,13 +227,36 @@ def write_repository(
     return repo_dir
 
 
-def _place_artifacts(source: Path, target: Path, mode: ArtifactsMode) -> str:
-    if mode == "reference":
-        return str(source)
+def _version_dirs(repo_dir: Path) -> tuple[Path, Path]:
+    """The summarizer's and the stream model's version directories, created."""
+    dirs = (repo_dir / TRITON_MODEL_NAME / TRITON_MODEL_VERSION, repo_dir / STREAM_MODEL_NAME / TRITON_MODEL_VERSION)
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def _checkpoint_of(artifacts_dir: Path | None) -> dict[str, str]:
+    """The served checkpoint's name and version (from the artifacts' reviewsum.json) for the configs."""
+    metadata: dict[str, str] = {}
+    if artifacts_dir is not None:
+        metadata = json.loads((Path(artifacts_dir) / "reviewsum.json").read_text(encoding="utf-8"))
+    return {
+        "model_name": str(metadata.get("model_name", "reviewsum")),
+        "model_version": str(metadata.get("model_version", "1")),
+    }
+
+
+def _clear(target: Path) -> None:
     if target.is_symlink() or target.is_file():
         target.unlink()
     elif target.exists():
         shutil.rmtree(target)
+
+
+def _place_artifacts(source: Path, target: Path, mode: ArtifactsMode) -> str:
+    if mode == "reference":
+        return str(source)
+    _clear(target)
     if mode == "copy":
         shutil.copytree(source, target)
     elif mode == "symlink":
@@ -363,24 +378,17 @@ def write_gpu_repository(
     if backend == "tensorrt" and engines_dir is None:
         raise ValueError("backend tensorrt needs engines_dir (python -m reviewsum_build.tensorrt_engine builds it)")
     repo_dir = Path(repo_dir)
-    version_dir = repo_dir / TRITON_MODEL_NAME / TRITON_MODEL_VERSION
-    stream_version_dir = repo_dir / STREAM_MODEL_NAME / TRITON_MODEL_VERSION
+    version_dir, stream_version_dir = _version_dirs(repo_dir)
     for directory, base_model_py in ((version_dir, MODEL_PY), (stream_version_dir, STREAM_MODEL_PY)):
-        directory.mkdir(parents=True, exist_ok=True)
         shutil.copy2(GPU_MODEL_PY, directory / "model.py")
         shutil.copy2(base_model_py, directory / GPU_BASE_MODEL_FILE)
-    source = Path(artifacts_dir).resolve()
-    metadata = json.loads((source / "reviewsum.json").read_text(encoding="utf-8"))
-    artifacts_value = _place_artifacts(source, version_dir / DEFAULT_ARTIFACTS_DIR, mode)
+    artifacts_value = _place_artifacts(Path(artifacts_dir).resolve(), version_dir / DEFAULT_ARTIFACTS_DIR, mode)
     stream_artifacts_value = artifacts_value if mode == "reference" else STREAM_DEFAULT_ARTIFACTS_DIR
     engines_value = stream_engines_value = ""
     if engines_dir is not None:
         engines_value = _place_engines(Path(engines_dir).resolve(), version_dir / DEFAULT_ENGINES_DIR, mode)
         stream_engines_value = engines_value if mode == "reference" else STREAM_DEFAULT_ENGINES_DIR
-    checkpoint = {
-        "model_name": str(metadata.get("model_name", "reviewsum")),
-        "model_version": str(metadata.get("model_version", "1")),
-    }
+    checkpoint = _checkpoint_of(artifacts_dir)
     specs = (
         gpu_model_spec(model_spec(artifacts_value, None, **checkpoint), backend, engines_value, instance_count),
         gpu_model_spec(
@@ -399,10 +407,7 @@ def _place_engines(source: Path, target: Path, mode: ArtifactsMode) -> str:
 
     if mode == "reference":
         return str(source)
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    elif target.exists():
-        shutil.rmtree(target)
+    _clear(target)
     if mode == "symlink":
         target.symlink_to(source, target_is_directory=True)
     elif mode == "copy":

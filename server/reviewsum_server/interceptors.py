@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -141,44 +142,36 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             attributes={"rpc.system": "grpc", "rpc.service": "reviewsum.v1.ReviewSummarizer", "rpc.method": method},
         )
 
-    def _observed(self, method: str, behavior: Behavior, response_streaming: bool) -> Behavior:
-        metrics = self._metrics
+    @contextlib.contextmanager
+    def _observing(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        started, code, span = time.perf_counter(), grpc.StatusCode.OK, self._start_span(method)
+        self._metrics.inflight.inc()
+        try:
+            yield
+        except BaseException as error:
+            code = _final_code(error, context)
+            raise
+        finally:
+            self._metrics.inflight.dec()
+            self._record(method, code, started, span)
 
+    def _observed(self, method: str, behavior: Behavior, response_streaming: bool) -> Behavior:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code, span = time.perf_counter(), grpc.StatusCode.OK, self._start_span(method)
-            metrics.inflight.inc()
-            try:
+            with self._observing(method, context):
                 return await behavior(request, context)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                metrics.inflight.dec()
-                self._record(method, code, started, span)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started, code, span = time.perf_counter(), grpc.StatusCode.OK, self._start_span(method)
-            metrics.inflight.inc()
-            try:
+            with self._observing(method, context):
                 async for response in behavior(request, context):
                     yield response
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except (asyncio.CancelledError, GeneratorExit):
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                metrics.inflight.dec()
-                self._record(method, code, started, span)
 
         return streaming if response_streaming else unary
+
+
+def _final_code(error: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status a call ends with when its handler raises `error`."""
+    if isinstance(error, grpc.aio.AbortError):
+        return context.code() or grpc.StatusCode.UNKNOWN
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN

@@ -149,3 +149,19 @@ async def test_each_call_is_traced_with_its_method_code_and_request_id() -> None
     spans = [s for s in exporter.get_finished_spans() if s.name.endswith("SummarizeReviews")]
     assert [s.attributes["rpc.grpc.status_code"] for s in spans] == [0, 3]
     assert spans[0].attributes["reviewsum.request_id"] == "trace-me"
+
+
+async def test_metrics_count_finished_and_cancelled_streams(  # type: ignore[no-untyped-def]
+    gateway, client: AsyncReviewSumClient, engine: FakeEngine
+) -> None:
+    _ = [e async for e in client.stream("屏幕很好")]
+    engine.delay_s = 0.05
+    events = client.stream("一二三四五六七八九十" * 3)
+    async for _event in events:
+        break
+    await events.aclose()
+    await asyncio.sleep(0.3)
+    values = await asyncio.to_thread(scrape, gateway.metrics.port)
+    assert values['reviewsum_requests_total{code="OK",method="StreamSummarizeReview"}'] == 1
+    assert values['reviewsum_requests_total{code="CANCELLED",method="StreamSummarizeReview"}'] == 1
+    assert values["reviewsum_inflight_requests"] == 0
