@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from typing import Any
 
 from reviewsum.v1 import reviewsum_pb2 as pb
 
@@ -20,7 +21,26 @@ def _check_range(field: str, value: float, low: float, high: float) -> list[Viol
     return [Violation(field, f"must be between {low:g} and {high:g}, got {value:g}")]
 
 
-TokenCounter = Callable[[str], int]
+class TokenCounter:
+    """Counts tokens with the served model's own tokenizer, skipping texts too short to pass the limit.
+
+    With an NFC (or no) normalizer, a text's normalized form has at most 3x its UTF-8 bytes, and every
+    token covers at least one byte of it, except a leading word-start piece and the special tokens the
+    post-processor adds; a text under that bound needs no tokenization to pass the limit. Other
+    normalizers (NFKC can expand far more) always count.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        normalizer = json.loads(tokenizer.to_str()).get("normalizer")
+        self._cheap_bound = normalizer is None or normalizer.get("type") == "NFC"
+        self._extra_tokens = 1 + tokenizer.num_special_tokens_to_add(False)
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
+
+    def may_exceed(self, text: str, limit: int) -> bool:
+        return not self._cheap_bound or 3 * len(text.encode("utf-8")) + self._extra_tokens > limit
 
 
 def text_violations(path: str, text: str, config: GatewayConfig, count_tokens: TokenCounter | None) -> list[Violation]:
@@ -28,7 +48,11 @@ def text_violations(path: str, text: str, config: GatewayConfig, count_tokens: T
         return [Violation(f"{path}.text", "must not be empty or whitespace only")]
     if len(text) > config.max_review_chars:
         return [Violation(f"{path}.text", f"has {len(text)} characters; the limit is {config.max_review_chars}")]
-    if count_tokens is not None and (tokens := count_tokens(text)) > config.max_review_tokens:
+    if (
+        count_tokens is not None
+        and count_tokens.may_exceed(text, config.max_review_tokens)
+        and (tokens := count_tokens(text)) > config.max_review_tokens
+    ):
         return [Violation(f"{path}.text", f"has {tokens} tokens; the limit is {config.max_review_tokens}")]
     return []
 
@@ -159,5 +183,4 @@ def token_counter(tokenizer_file: str) -> TokenCounter | None:
         return None
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(tokenizer_file)
-    return lambda text: len(tokenizer.encode(text).ids)
+    return TokenCounter(Tokenizer.from_file(tokenizer_file))
