@@ -72,6 +72,7 @@ async def keep_triton_alive(triton: TritonServer, stopping: asyncio.Event) -> No
         if triton.exited():
             code = triton.process.returncode if triton.process else None
             log.error("tritonserver exited with code %s; restarting in %.0f s", code, RESTART_DELAY_S)
+            triton.reap_process_group()
             await asyncio.sleep(RESTART_DELAY_S)
             if not stopping.is_set():
                 triton.start()

@@ -167,3 +167,20 @@ class TritonServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.reap_process_group()
+
+    def reap_process_group(self) -> None:
+        if self.process is not None:
+            reap_process_group(self.process)
+
+
+def reap_process_group(leader: subprocess.Popen[bytes]) -> None:
+    """Kill what is left of an exited group leader's process group (Triton leads its own session).
+
+    Triton's Python-backend stubs share its group and can outlive a Triton killed with SIGKILL (60 s
+    and more here; once 30+ minutes in a fault drill), each holding a loaded model's memory.
+    """
+    if leader.poll() is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader.pid, signal.SIGKILL)

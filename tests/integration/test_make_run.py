@@ -41,6 +41,21 @@ def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-de
     return False
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group `pgid` (zombies excluded)."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z" and int(proc.name) != pgid:
+                members.append(int(proc.name))
+    return members
+
+
 def healthy(address: str) -> bool:
     with ReviewSumClient(address, timeout=2, retry=NO_RETRIES) as client:
         try:
@@ -69,11 +84,13 @@ def test_supervisor_serves_restarts_triton_and_leaves_nothing_behind(
             assert client.summarize(["性能出色，通话顺畅，但电池续航时间较短。"]).summaries[0].summary
 
         (triton_pid,) = children_of(supervisor.pid)
+        assert group_members(triton_pid), "Triton's Python-backend stubs share its process group"
         os.kill(triton_pid, signal.SIGKILL)
         assert wait_for(lambda: not healthy(address), 15), "health did not turn NOT_SERVING"
         assert wait_for(lambda: healthy(address), 120), log_tail(log_path)  # restarted, gateway untouched
         (new_triton_pid,) = children_of(supervisor.pid)
         assert new_triton_pid != triton_pid
+        assert wait_for(lambda: not group_members(triton_pid), 5), "the killed Triton's stubs were left running"
 
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(60) == 0, log_tail(log_path)
