@@ -245,14 +245,34 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def make_optimizer(model, lr: float, weight_decay: float, warmup: int, total: int, min_ratio: float = 0.1):
+def make_optimizer(
+    model,
+    lr: float,
+    weight_decay: float,
+    warmup: int,
+    total: int,
+    min_ratio: float = 0.1,
+    encoder_lr: float | None = None,
+):
+    """AdamW with warmup + cosine; `encoder_lr` (if set) applies to the encoder's own layers and positions
+    (not the shared embeddings), e.g. a lower rate for a warm-started encoder under a fresh decoder."""
     import torch
 
-    decay, no_decay = [], []
+    decay, no_decay, enc_decay, enc_no_decay = [], [], [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        encoder = encoder_lr is not None and name.startswith("model.encoder.") and "embed_tokens" not in name
+        if p.ndim < 2 or "norm" in name:
+            (enc_no_decay if encoder else no_decay).append(p)
+        else:
+            (enc_decay if encoder else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if encoder_lr is not None:
+        groups += [
+            {"params": enc_decay, "weight_decay": weight_decay, "lr": encoder_lr},
+            {"params": enc_no_decay, "weight_decay": 0.0, "lr": encoder_lr},
+        ]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        groups,
         lr=lr,
         betas=(0.9, 0.98),
         eps=1e-6,
@@ -325,7 +345,9 @@ def _train_loop(
     import torch
     from tqdm import tqdm
 
-    optimizer, scheduler = make_optimizer(model, args.lr, args.weight_decay, args.warmup, total_steps)
+    optimizer, scheduler = make_optimizer(
+        model, args.lr, args.weight_decay, args.warmup, total_steps, encoder_lr=getattr(args, "encoder_lr", None)
+    )
     step, epoch, batch_in_epoch = 0, 0, 0
     state_extra = dict(extra_state or {})
     if args.resume and (ckpt := latest_checkpoint(run_dir)) is not None:
@@ -416,11 +438,22 @@ def cmd_pretrain(args) -> None:
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    tokenizer = load_tokenizer(args.tokenizer)
+    if args.init is not None:  # continue from a checkpoint (e.g. a warm-started encoder); its tokenizer too
+        from transformers import BartForConditionalGeneration
+
+        from reviewsum_build.modeling import generation_config
+
+        tokenizer = load_tokenizer(args.tokenizer or args.init)
+        model = BartForConditionalGeneration.from_pretrained(args.init, dropout=args.dropout)
+        model.generation_config = generation_config()
+        name = str(args.init)
+    else:
+        tokenizer = load_tokenizer(args.tokenizer or RUNS / "tokenizer")
+        model = build_model(tokenizer.get_vocab_size(), args.size, args.dropout)
+        name = args.size
     texts = read_corpus(args.corpus)
     max_len = min(args.max_len, MAX_SOURCE_TOKENS)
-    model = build_model(tokenizer.get_vocab_size(), args.size, args.dropout)
-    print(f"model {args.size}: {count_parameters(model) / 1e6:.2f}M parameters; corpus {len(texts)} texts")
+    print(f"model {name}: {count_parameters(model) / 1e6:.2f}M parameters; corpus {len(texts)} texts")
     noiser = Noiser(MASK_ID, EOS_ID)
     lengths = [len(ids) for ids in encode_all(tokenizer, texts, max_len)]
 
@@ -482,7 +515,10 @@ def cmd_finetune(args) -> None:
     tokenizer = load_tokenizer(args.init)
     model = BartForConditionalGeneration.from_pretrained(args.init, dropout=args.dropout)
     model.generation_config = generation_config()
-    pairs, skipped = load_pairs(args.data_dir.resolve())
+    if args.references_dir is not None:
+        pairs, skipped = load_pairs(args.data_dir.resolve(), args.references_dir.resolve())
+    else:
+        pairs, skipped = load_pairs(args.data_dir.resolve())
     train = [p for p in pairs if p.split == "train"]
     dev = [p for p in pairs if p.split == "dev" and p.language == "zh"]
     dev_reviews = {p.review for p in dev}
@@ -664,6 +700,7 @@ def _train_args(
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--encoder-lr", type=float, default=None, help="a separate rate for the encoder layers")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=int, default=warmup)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -691,7 +728,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("pretrain", help="BART denoising on the unlabeled corpus")
     p.add_argument("--corpus", type=Path, default=RUNS / "corpus" / "corpus.txt")
-    p.add_argument("--tokenizer", type=Path, default=RUNS / "tokenizer")
+    p.add_argument("--tokenizer", type=Path, default=None, help="default: runs/tokenizer, or --init's tokenizer")
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint instead of a fresh model")
     p.add_argument("--size", default="small")
     p.add_argument("--max-len", type=int, default=128)
     _train_args(p, lr=8e-4, warmup=200, tokens=2560, save_every=200, max_batch=64, dropout=0.1)
@@ -699,6 +737,7 @@ def main(argv: list[str] | None = None) -> None:
     f = sub.add_parser("finetune", help="fine-tune on the training reference pairs; keep the best by dev ROUGE-L")
     f.add_argument("--init", type=Path, required=True, help="a pretrained checkpoint directory")
     f.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    f.add_argument("--references-dir", type=Path, default=None, help="default: build/data/references")
     f.add_argument("--corpus", type=Path, default=RUNS / "corpus" / "corpus.txt")
     f.add_argument("--denoise-mix", type=float, default=0.2, help="denoising batches per summary batch")
     f.add_argument("--epochs", type=int, default=30)
