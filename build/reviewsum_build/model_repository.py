@@ -267,8 +267,13 @@ def _place_artifacts(source: Path, target: Path, mode: ArtifactsMode) -> str:
 
 
 def committed_configs() -> dict[Path, str]:
-    """Each committed config.pbtxt and what it must contain."""
-    return {COMMITTED_CONFIG: render_config(), COMMITTED_STREAM_CONFIG: render_stream_config()}
+    """Each committed config.pbtxt and what it must contain: it names the committed artifacts' checkpoint."""
+    shipped = COMMITTED_CONFIG.parent / TRITON_MODEL_VERSION / DEFAULT_ARTIFACTS_DIR
+    checkpoint = _checkpoint_of(shipped if (shipped / "reviewsum.json").is_file() else None)
+    return {
+        COMMITTED_CONFIG: render_config(**checkpoint),
+        COMMITTED_STREAM_CONFIG: render_stream_config(**checkpoint),
+    }
 
 
 def stale_committed_configs() -> list[Path]:

@@ -20,6 +20,8 @@ from reviewsum_engine.triton_support import ModelSettings
 from tritonclient.grpc import model_config_pb2
 
 DataType = model_config_pb2.DataType
+# The checkpoint the committed artifacts hold; the committed configs must name it.
+SHIPPED = json.loads((COMMITTED_CONFIG.parent / "1" / "artifacts" / "reviewsum.json").read_text(encoding="utf-8"))
 CONTRACT_INPUTS = {
     "TEXT": (DataType.TYPE_STRING, False),
     "MAX_NEW_TOKENS": (DataType.TYPE_INT32, True),
@@ -63,8 +65,10 @@ def served_artifacts(model_dir: Path) -> Path:
 
 
 def test_committed_config_equals_rendered() -> None:
-    assert COMMITTED_CONFIG.read_text(encoding="utf-8") == render_config()
-    assert COMMITTED_STREAM_CONFIG.read_text(encoding="utf-8") == render_stream_config()
+    assert COMMITTED_CONFIG.read_text(encoding="utf-8") == render_config(model_version=SHIPPED["model_version"])
+    assert COMMITTED_STREAM_CONFIG.read_text(encoding="utf-8") == render_stream_config(
+        model_version=SHIPPED["model_version"]
+    )
     assert main(["check"]) == 0
 
 
