@@ -141,12 +141,11 @@ def keys_in(folder: Path) -> set[str]:
 
 
 def pick_more_chinese(data_dir: Path, seed: int, per_category: int, exclude: set[str]) -> list[Review]:
-    """A further stratified train sample, disjoint (by key and by text) from every existing reference."""
-    dev, train = pick_chinese(data_dir, 13)
-    used_texts = {r.text for r in dev + train if r.key in exclude}
+    """A further stratified train sample, disjoint (by key and by text) from the reviews in `exclude`."""
+    reviews = list(chinese_reviews(data_dir))
+    seen = {r.text for r in reviews if r.key in exclude}
     by_stratum: dict[tuple[str, int | None], list[Review]] = defaultdict(list)
-    seen: set[str] = set(used_texts)
-    for review in chinese_reviews(data_dir):
+    for review in reviews:
         if review.key not in exclude and _annotatable(review, seen):
             by_stratum[(review.category, review.label)].append(review)
     rng = random.Random(seed)

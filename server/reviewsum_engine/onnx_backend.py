@@ -34,7 +34,7 @@ def make_session_options(intra_op_threads: int | None, allow_spinning: bool = Tr
         options.intra_op_num_threads = intra_op_threads
     if not allow_spinning:
         # Idle worker threads otherwise busy-wait for more work, taking cores from Triton's and the gateway's
-        # network path: on 2 cores that added ~5-10 ms per call (docs/benchmarks.md).
+        # network path; on 2 cores it caused latency stalls (docs/benchmarks.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 

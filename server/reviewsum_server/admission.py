@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from reviewsum_server.config import GatewayConfig
 from reviewsum_server.domain import Overloaded
 
 RETRY_AFTER_S = 0.5
@@ -45,6 +46,10 @@ class Admission:
         self._waiting = 0
         self._refused_line_full = 0
         self._refused_wait_budget = 0
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Admission:
+        return cls(config.triton_max_inflight, config.triton_max_waiting, config.triton_max_wait_s)
 
     def stats(self) -> AdmissionStats:
         return AdmissionStats(self._in_flight, self._waiting, self._refused_line_full, self._refused_wait_budget)

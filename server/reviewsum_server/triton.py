@@ -177,8 +177,8 @@ class TritonServer:
 def reap_process_group(leader: subprocess.Popen[bytes]) -> None:
     """Kill what is left of an exited group leader's process group (Triton leads its own session).
 
-    Triton's Python-backend stubs share its group and can outlive a Triton killed with SIGKILL (60 s
-    and more here; once 30+ minutes in a fault drill), each holding a loaded model's memory.
+    Triton's Python-backend stubs share its group and can outlive a Triton killed with SIGKILL (once
+    for 30+ minutes in a fault drill), each holding a loaded model's memory.
     """
     if leader.poll() is None:
         return

@@ -175,7 +175,7 @@ class TritonEngine:
         max_requests_per_call: int = 32,
         admission: Admission | None = None,
     ) -> None:
-        self.admission = admission or Admission(capacity=64, max_waiting=192, max_wait_s=3.0)
+        self.admission = admission or Admission.from_config(GatewayConfig())
         self._client = triton_aio.InferenceServerClient(url)
         self._url = url
         self._model_name = model_name
@@ -193,7 +193,7 @@ class TritonEngine:
             config.model_name,
             config.model_version,
             config.stream_model_name,
-            admission=Admission(config.triton_max_inflight, config.triton_max_waiting, config.triton_max_wait_s),
+            admission=Admission.from_config(config),
         )
 
     async def summarize(

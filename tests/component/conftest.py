@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -45,3 +46,13 @@ async def client(gateway: Gateway) -> AsyncIterator[AsyncReviewSumClient]:
 
 def with_limits(**changes: object) -> GatewayConfig:
     return replace(TEST_CONFIG, **changes)  # type: ignore[arg-type]
+
+
+async def open_and_close_a_slow_stream(client: AsyncReviewSumClient, engine: FakeEngine) -> None:
+    """Start a stream the fake engine generates slowly, take one message, close it, let the gateway react."""
+    engine.delay_s = 0.05
+    events = client.stream("一二三四五六七八九十" * 3)
+    async for _event in events:
+        break
+    await events.aclose()
+    await asyncio.sleep(0.3)

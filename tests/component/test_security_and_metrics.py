@@ -20,7 +20,7 @@ from reviewsum_server.app import create_server
 from reviewsum_server.auth import TokenBucket
 
 from tests.component.certs import make_certificates
-from tests.component.conftest import with_limits
+from tests.component.conftest import open_and_close_a_slow_stream, with_limits
 from tests.component.fake_engine import FakeEngine
 
 
@@ -155,12 +155,7 @@ async def test_metrics_count_finished_and_cancelled_streams(  # type: ignore[no-
     gateway, client: AsyncReviewSumClient, engine: FakeEngine
 ) -> None:
     _ = [e async for e in client.stream("屏幕很好")]
-    engine.delay_s = 0.05
-    events = client.stream("一二三四五六七八九十" * 3)
-    async for _event in events:
-        break
-    await events.aclose()
-    await asyncio.sleep(0.3)
+    await open_and_close_a_slow_stream(client, engine)
     values = await asyncio.to_thread(scrape, gateway.metrics.port)
     assert values['reviewsum_requests_total{code="OK",method="StreamSummarizeReview"}'] == 1
     assert values['reviewsum_requests_total{code="CANCELLED",method="StreamSummarizeReview"}'] == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from reviewsum import (
     NO_RETRIES,
@@ -17,7 +15,7 @@ from reviewsum import (
 from reviewsum_server.app import create_server
 from reviewsum_server.domain import EngineUnavailable
 
-from tests.component.conftest import with_limits
+from tests.component.conftest import open_and_close_a_slow_stream, with_limits
 from tests.component.fake_engine import FakeEngine
 
 
@@ -38,12 +36,7 @@ async def test_stream_rejects_beam_search(client: AsyncReviewSumClient) -> None:
 
 
 async def test_closing_a_stream_cancels_the_generation(client: AsyncReviewSumClient, engine: FakeEngine) -> None:
-    engine.delay_s = 0.05
-    events = client.stream("一二三四五六七八九十" * 3)
-    async for _event in events:
-        break
-    await events.aclose()
-    await asyncio.sleep(0.3)
+    await open_and_close_a_slow_stream(client, engine)
     assert engine.cancelled == 1
 
 
