@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -72,6 +73,7 @@ ROW_TITLES = {
     "gateway-nobatch": "4b gateway gRPC, no dyn. batching",
 }
 SAMPLE_INTERVAL_S = 0.05
+REBUILT_CHECKPOINTS = REPO_ROOT / ".cache" / "rebuilt"
 
 
 # ---------------------------------------------------------------- shared measurement
@@ -503,19 +505,35 @@ def resolve_artifacts(given: Path | None) -> tuple[Path, str]:
 
 
 def resolve_checkpoint(given: Path | None, artifacts: Path) -> Path:
+    """Row 1's Hugging Face checkpoint: given, else the one the artifacts were exported from, else rebuilt.
+
+    Training runs are not committed, so on a fresh machine the recorded checkpoint is usually gone;
+    `reviewsum_build.from_onnx` then rebuilds it from the artifacts' own weights (checked against them).
+    """
     if given is not None:
         checkpoint = given
     else:
         recorded = json.loads((artifacts / "reviewsum.json").read_text(encoding="utf-8")).get("source_checkpoint")
-        if not recorded:
-            raise SystemExit(f"{artifacts}/reviewsum.json records no source_checkpoint: pass --checkpoint DIR")
-        checkpoint = Path(recorded)
+        checkpoint = Path(recorded) if recorded else REBUILT_CHECKPOINTS / "none"
+        if not (checkpoint / "config.json").is_file():
+            checkpoint = rebuilt_checkpoint(artifacts)
     if not (checkpoint / "config.json").is_file():
         raise SystemExit(
             f"row 1 needs the Hugging Face checkpoint the artifacts were exported from; {checkpoint} has none. "
             "Pass --checkpoint DIR (a BartForConditionalGeneration save with its tokenizer)."
         )
     return checkpoint.resolve()
+
+
+def rebuilt_checkpoint(artifacts: Path) -> Path:
+    from reviewsum_build.from_onnx import rebuild_checkpoint
+
+    digest = hashlib.sha1((artifacts / "decoder_model_merged.onnx").read_bytes()).hexdigest()[:12]
+    target = REBUILT_CHECKPOINTS / digest
+    if not (target / "config.json").is_file():
+        print(f"rebuilding the PyTorch checkpoint for row 1 from {artifacts}", flush=True)
+        rebuild_checkpoint(artifacts, target)
+    return target
 
 
 def machine() -> dict[str, Any]:

@@ -10,12 +10,18 @@ and the gateway bounds what it sends instead:
 - a request that cannot get in within its wait budget (`max_wait_s`, and never more than half of the
   caller's remaining deadline, so there is still time to generate) is refused with RESOURCE_EXHAUSTED,
   as is one that arrives when the waiting line is full. Past capacity, callers get a fast, retryable
-  refusal instead of a DEADLINE_EXCEEDED after waiting out their deadline.
+  refusal instead of a DEADLINE_EXCEEDED after waiting out their deadline;
+- a request whose kind (unary review or stream) has lately held its slot longer than the caller has
+  left is refused at once, and one that waits may wait only for the time the recent ones leave
+  over. Without this, streams under saturation were admitted, then ran out their deadline inside
+  Triton (docs/reliability.md). While none of that kind is in flight, one is always let through,
+  so the estimate recovers when the load drops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +30,25 @@ from reviewsum_server.config import GatewayConfig
 from reviewsum_server.domain import Overloaded
 
 RETRY_AFTER_S = 0.5
+HOLD_TIME_WEIGHT = 0.2  # weight of the newest hold time in the moving average
+
+
+class HoldTime:
+    """Moving average of how long one kind of request held its slot, and how many hold one now."""
+
+    def __init__(self) -> None:
+        self.average_s: float | None = None
+        self.in_flight = 0
+
+    def record(self, seconds: float) -> None:
+        if self.average_s is None:
+            self.average_s = seconds
+        else:
+            self.average_s += HOLD_TIME_WEIGHT * (seconds - self.average_s)
+
+    def expected_s(self) -> float | None:
+        """The recent hold time; None while nothing of this kind is in flight (the next one is a probe)."""
+        return self.average_s if self.in_flight > 0 else None
 
 
 @dataclass
@@ -32,6 +57,7 @@ class AdmissionStats:
     waiting: int
     refused_line_full: int
     refused_wait_budget: int
+    refused_too_slow: int
 
 
 class Admission:
@@ -46,31 +72,58 @@ class Admission:
         self._waiting = 0
         self._refused_line_full = 0
         self._refused_wait_budget = 0
+        self._refused_too_slow = 0
+        self._hold_times: dict[str, HoldTime] = {}
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Admission:
         return cls(config.triton_max_inflight, config.triton_max_waiting, config.triton_max_wait_s)
 
     def stats(self) -> AdmissionStats:
-        return AdmissionStats(self._in_flight, self._waiting, self._refused_line_full, self._refused_wait_budget)
+        return AdmissionStats(
+            self._in_flight, self._waiting, self._refused_line_full, self._refused_wait_budget, self._refused_too_slow
+        )
 
-    def wait_budget(self, remaining_s: float | None) -> float:
+    def hold_time(self, kind: str) -> HoldTime:
+        return self._hold_times.setdefault(kind, HoldTime())
+
+    def wait_budget(self, remaining_s: float | None, expected_hold_s: float | None = None) -> float:
         if remaining_s is None:
             return self.max_wait_s
-        return max(0.0, min(self.max_wait_s, remaining_s / 2))
+        budget = min(self.max_wait_s, remaining_s / 2)
+        if expected_hold_s is not None:
+            budget = min(budget, remaining_s - expected_hold_s)
+        return max(0.0, budget)
 
     @asynccontextmanager
-    async def slot(self, remaining_s: float | None) -> AsyncIterator[None]:
+    async def slot(self, remaining_s: float | None, kind: str = "unary") -> AsyncIterator[None]:
         """Hold one Triton slot for the body; raise `Overloaded` when none frees up in time."""
-        await self._acquire(remaining_s)
+        hold = self.hold_time(kind)
+        expected = hold.expected_s()
+        self._refuse_if_too_slow(kind, remaining_s, expected)
+        await self._acquire(remaining_s, expected)
         self._in_flight += 1
+        hold.in_flight += 1
+        started = time.monotonic()
         try:
             yield
         finally:
+            hold.record(time.monotonic() - started)
+            hold.in_flight -= 1
             self._in_flight -= 1
             self._slots.release()
 
-    async def _acquire(self, remaining_s: float | None) -> None:
+    def _refuse_if_too_slow(self, kind: str, remaining_s: float | None, expected_s: float | None) -> None:
+        if remaining_s is None or expected_s is None or expected_s <= remaining_s:
+            return
+        self._refused_too_slow += 1
+        raise Overloaded(
+            f"the model is overloaded: a {kind} request lately takes {expected_s:.1f} s, "
+            f"more than the {remaining_s:.1f} s left to this call; retry later",
+            retry_after_s=RETRY_AFTER_S,
+        )
+
+    async def _acquire(self, remaining_s: float | None, expected_hold_s: float | None) -> None:
         if not self._slots.locked():
             await self._slots.acquire()  # a free slot: no suspension, no waiting line
             return
@@ -80,7 +133,7 @@ class Admission:
                 f"the model is at capacity ({self.capacity} in flight, {self._waiting} waiting); retry shortly",
                 retry_after_s=RETRY_AFTER_S,
             )
-        budget = self.wait_budget(remaining_s)
+        budget = self.wait_budget(remaining_s, expected_hold_s)
         self._waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=budget)

@@ -90,8 +90,9 @@ class AdmissionCollector(Collector):
         yield GaugeMetricFamily("reviewsum_triton_inflight", "Triton requests in flight", value=stats.in_flight)
         yield GaugeMetricFamily("reviewsum_triton_waiting", "Reviews waiting for a Triton slot", value=stats.waiting)
         refused = CounterMetricFamily(
-            "reviewsum_admission_refused", "Reviews refused for want of a Triton slot, by reason", labels=["reason"]
+            "reviewsum_admission_refused", "Triton requests refused by the load shedder, by reason", labels=["reason"]
         )
         refused.add_metric(["waiting_line_full"], stats.refused_line_full)
         refused.add_metric(["wait_budget_spent"], stats.refused_wait_budget)
+        refused.add_metric(["recent_calls_too_slow"], stats.refused_too_slow)
         yield refused

@@ -11,8 +11,10 @@ from reviewsum_server.domain import Overloaded
 from reviewsum_server.metrics import GatewayMetrics
 
 
-async def hold(admission: Admission, release: asyncio.Event, remaining_s: float | None = None) -> None:
-    async with admission.slot(remaining_s):
+async def hold(
+    admission: Admission, release: asyncio.Event, remaining_s: float | None = None, kind: str = "unary"
+) -> None:
+    async with admission.slot(remaining_s, kind):
         await release.wait()
 
 
@@ -66,6 +68,47 @@ def test_the_wait_budget_leaves_half_the_callers_deadline_for_generation() -> No
     assert admission.wait_budget(-1.0) == 0.0
 
 
+def test_the_wait_budget_leaves_the_time_recent_requests_took() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=3.0)
+    assert admission.wait_budget(10.0, expected_hold_s=8.5) == pytest.approx(1.5)
+    assert admission.wait_budget(10.0, expected_hold_s=1.0) == 3.0
+    assert admission.wait_budget(4.0, expected_hold_s=6.0) == 0.0
+
+
+async def record_hold(admission: Admission, kind: str, seconds: float) -> None:
+    async with admission.slot(None, kind):
+        await asyncio.sleep(seconds)
+
+
+async def test_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> None:
+    admission = Admission(capacity=8, max_waiting=10, max_wait_s=5.0)
+    await record_hold(admission, "stream", 0.2)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release, kind="stream"))
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Overloaded, match=r"stream request lately takes 0\.2 s, more than the 0\.1 s left"):
+        await hold(admission, release, remaining_s=0.1, kind="stream")
+    assert asyncio.get_running_loop().time() - started < 0.05
+    assert admission.stats().refused_too_slow == 1
+    # Other kinds keep their own history: a unary review with the same time left gets in.
+    unary = asyncio.create_task(hold(admission, release, remaining_s=0.1))
+    await asyncio.sleep(0)
+    assert admission.stats().in_flight == 2
+    release.set()
+    await asyncio.gather(running, unary)
+
+
+async def test_with_none_of_a_kind_in_flight_one_is_let_through_to_measure_again() -> None:
+    admission = Admission(capacity=8, max_waiting=10, max_wait_s=5.0)
+    await record_hold(admission, "stream", 0.2)
+    async with admission.slot(0.1, "stream"):  # nothing in flight: a probe, admitted
+        assert admission.stats().in_flight == 1
+    assert admission.hold_time("stream").average_s is not None
+    assert admission.hold_time("stream").average_s < 0.2  # the fast probe pulled the average down
+    assert admission.stats().refused_too_slow == 0
+
+
 async def test_waiters_get_in_first_come_first_served_and_slots_come_back_after_errors() -> None:
     admission = Admission(capacity=1, max_waiting=10, max_wait_s=5.0)
     order: list[int] = []
@@ -115,5 +158,6 @@ async def test_admission_state_is_exported_to_prometheus() -> None:
     assert "reviewsum_triton_inflight 1.0" in text
     assert "reviewsum_triton_waiting 0.0" in text
     assert 'reviewsum_admission_refused_total{reason="waiting_line_full"} 1.0' in text
+    assert 'reviewsum_admission_refused_total{reason="recent_calls_too_slow"} 0.0' in text
     release.set()
     await running
