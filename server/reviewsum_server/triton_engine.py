@@ -251,8 +251,11 @@ class TritonEngine:
     ) -> list[SummaryResult]:
         # A TaskGroup cancels the sibling requests when one fails, so Triton stops their work too.
         # One call never has more than a batch's worth in Triton, so a 500-review product cannot fill its queue.
-        fan_out = asyncio.Semaphore(self._max_requests_per_call)
         deadline = _deadline(timeout_s)
+        if len(texts) == 1:  # the common call: no task group, no fan-out limit to set up
+            async with self.admission.slot(timeout_s):
+                return [await self._summarize_one(texts[0], params, _remaining(deadline), f"{request_id}/0")]
+        fan_out = asyncio.Semaphore(self._max_requests_per_call)
 
         async def bounded(text: str, index: int) -> SummaryResult:
             async with fan_out, self.admission.slot(_remaining(deadline)):
