@@ -666,7 +666,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each level")
     parser.add_argument("--sample", type=int, default=32, help="distinct real reviews in the sample")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overhead-passes", type=int, default=3, help="passes over the sample for the overhead")
+    parser.add_argument("--overhead-passes", type=int, default=6, help="passes over the sample for the overhead")
     parser.add_argument("--rows", default="hf,onnx,triton,gateway", help="rows to run (parity needs all four)")
     parser.add_argument("--no-batching-rows", action=argparse.BooleanOptionalAction, default=True,
                         help="also run rows 3 and 4 with dynamic batching off (default on)")  # fmt: skip
