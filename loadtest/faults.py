@@ -368,9 +368,25 @@ def new_call_after(address: str, delay_s: float) -> dict[str, Any]:
 # ---------------------------------------------------------------- scenario: saturate
 
 
+def gateway_counters(metrics_port: int) -> dict[str, int]:
+    """The gateway's own count of finished calls by method and code, and of refusals by reason."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counters: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith(("reviewsum_requests_total{", "reviewsum_admission_refused_total{")):
+            name, value = line.rsplit(" ", 1)
+            if float(value):
+                counters[name] = int(float(value))
+    return dict(sorted(counters.items()))
+
+
 def saturate(repository: Path, out: Path, users: int, load_s: int, gateway_args: list[str]) -> dict[str, Any]:
+    (metrics_port,) = free_ports(1)
     with running_triton(repository, out) as (triton, _):
-        gateway, log, address = start_gateway(triton.grpc_url, out, *gateway_args)
+        gateway, log, address = start_gateway(triton.grpc_url, out, *gateway_args, "--metrics-port", str(metrics_port))
         try:
             wait_serving(address, gateway, log)
             triton_pids = [triton.process.pid] + [c.pid for c in psutil.Process(triton.process.pid).children(True)]
@@ -387,6 +403,7 @@ def saturate(repository: Path, out: Path, users: int, load_s: int, gateway_args:
                     time.sleep(0.5)
             code = load.wait(60)
             healthy_after = new_call_after(address, 1.0)
+            server_view = gateway_counters(metrics_port)
         finally:
             stop_process(gateway)
     requests = load.request_log()
@@ -395,6 +412,8 @@ def saturate(repository: Path, out: Path, users: int, load_s: int, gateway_args:
         "users": users,
         "gateway_args": gateway_args,
         "locust_calls_by_code": _codes(requests),
+        # As the gateway saw them: a call it answered in time can still time out in a starved client.
+        "gateway_counters": server_view,
         "deadline_exceeded": sum(1 for r in requests if r["code"] == "DEADLINE_EXCEEDED"),
         "resource_exhausted_p50_ms": _percentile([r["ms"] for r in requests if r["code"] == "RESOURCE_EXHAUSTED"], 50),
         "ok_p95_ms": _percentile([r["ms"] for r in requests if r["code"] == "OK"], 95),
