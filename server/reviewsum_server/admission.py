@@ -11,11 +11,13 @@ and the gateway bounds what it sends instead:
   caller's remaining deadline, so there is still time to generate) is refused with RESOURCE_EXHAUSTED,
   as is one that arrives when the waiting line is full. Past capacity, callers get a fast, retryable
   refusal instead of a DEADLINE_EXCEEDED after waiting out their deadline;
-- a request whose kind (unary review or stream) has lately held its slot longer than the caller has
-  left is refused at once, and one that waits may wait only for the time the recent ones leave
-  over. Without this, streams under saturation were admitted, then ran out their deadline inside
-  Triton (docs/reliability.md). While none of that kind is in flight, one is always let through,
-  so the estimate recovers when the load drops.
+- at capacity, a request whose kind (unary review or stream) has lately held its slot longer than
+  the caller has left is refused at once, and one that waits may wait only for the time the recent
+  ones leave over. Below capacity nothing is refused for its deadline: a call whose deadline is
+  shorter than its work gets DEADLINE_EXCEEDED, which is the truth, not RESOURCE_EXHAUSTED. While
+  none of that kind is in flight, one is always let through, so the estimate recovers when the load
+  drops. (It guards against admitting work that cannot finish in time; in the saturation drill of
+  docs/reliability.md every admitted stream finished in time and it refused nothing.)
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ class Admission:
         """Hold one Triton slot for the body; raise `Overloaded` when none frees up in time."""
         hold = self.hold_time(kind)
         expected = hold.expected_s()
-        self._refuse_if_too_slow(kind, remaining_s, expected)
+        if self._slots.locked():  # only at capacity: with a slot free, a short deadline is the caller's to spend
+            self._refuse_if_too_slow(kind, remaining_s, expected)
         await self._acquire(remaining_s, expected)
         self._in_flight += 1
         hold.in_flight += 1

@@ -80,8 +80,8 @@ async def record_hold(admission: Admission, kind: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-async def test_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> None:
-    admission = Admission(capacity=8, max_waiting=10, max_wait_s=5.0)
+async def test_at_capacity_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> None:
+    admission = Admission(capacity=1, max_waiting=10, max_wait_s=5.0)
     await record_hold(admission, "stream", 0.2)
     release = asyncio.Event()
     running = asyncio.create_task(hold(admission, release, kind="stream"))
@@ -91,12 +91,25 @@ async def test_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> 
         await hold(admission, release, remaining_s=0.1, kind="stream")
     assert asyncio.get_running_loop().time() - started < 0.05
     assert admission.stats().refused_too_slow == 1
-    # Other kinds keep their own history: a unary review with the same time left gets in.
-    unary = asyncio.create_task(hold(admission, release, remaining_s=0.1))
-    await asyncio.sleep(0)
-    assert admission.stats().in_flight == 2
+    # Other kinds keep their own history: a unary review with the same time left waits its budget instead.
+    with pytest.raises(Overloaded, match="no slot freed up"):
+        await hold(admission, release, remaining_s=0.1)
+    assert admission.stats().refused_wait_budget == 1
     release.set()
-    await asyncio.gather(running, unary)
+    await running
+
+
+async def test_below_capacity_a_short_deadline_is_admitted_and_left_to_expire() -> None:
+    admission = Admission(capacity=8, max_waiting=10, max_wait_s=5.0)
+    await record_hold(admission, "stream", 0.2)
+    release = asyncio.Event()
+    running = asyncio.create_task(hold(admission, release, kind="stream"))
+    await asyncio.sleep(0)
+    async with admission.slot(0.1, "stream"):
+        assert admission.stats().in_flight == 2
+    assert admission.stats().refused_too_slow == 0
+    release.set()
+    await running
 
 
 async def test_with_none_of_a_kind_in_flight_one_is_let_through_to_measure_again() -> None:
