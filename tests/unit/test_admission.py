@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import generate_latest
@@ -80,36 +82,39 @@ async def record_hold(admission: Admission, kind: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-async def test_at_capacity_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> None:
-    admission = Admission(capacity=1, max_waiting=10, max_wait_s=5.0)
+@contextlib.asynccontextmanager
+async def one_slow_stream_in_flight(capacity: int) -> AsyncIterator[tuple[Admission, asyncio.Event]]:
+    """An admission whose streams lately held their slot 0.2 s, with one stream holding a slot now."""
+    admission = Admission(capacity=capacity, max_waiting=10, max_wait_s=5.0)
     await record_hold(admission, "stream", 0.2)
     release = asyncio.Event()
     running = asyncio.create_task(hold(admission, release, kind="stream"))
     await asyncio.sleep(0)
-    started = asyncio.get_running_loop().time()
-    with pytest.raises(Overloaded, match=r"stream request lately takes 0\.2 s, more than the 0\.1 s left"):
-        await hold(admission, release, remaining_s=0.1, kind="stream")
-    assert asyncio.get_running_loop().time() - started < 0.05
-    assert admission.stats().refused_too_slow == 1
-    # Other kinds keep their own history: a unary review with the same time left waits its budget instead.
-    with pytest.raises(Overloaded, match="no slot freed up"):
-        await hold(admission, release, remaining_s=0.1)
-    assert admission.stats().refused_wait_budget == 1
-    release.set()
-    await running
+    try:
+        yield admission, release
+    finally:
+        release.set()
+        await running
+
+
+async def test_at_capacity_a_kind_that_lately_outlives_the_deadline_is_refused_at_once() -> None:
+    async with one_slow_stream_in_flight(capacity=1) as (admission, release):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Overloaded, match=r"stream request lately takes 0\.2 s, more than the 0\.1 s left"):
+            await hold(admission, release, remaining_s=0.1, kind="stream")
+        assert asyncio.get_running_loop().time() - started < 0.05
+        assert admission.stats().refused_too_slow == 1
+        # Other kinds keep their own history: a unary review with the same time left waits its budget instead.
+        with pytest.raises(Overloaded, match="no slot freed up"):
+            await hold(admission, release, remaining_s=0.1)
+        assert admission.stats().refused_wait_budget == 1
 
 
 async def test_below_capacity_a_short_deadline_is_admitted_and_left_to_expire() -> None:
-    admission = Admission(capacity=8, max_waiting=10, max_wait_s=5.0)
-    await record_hold(admission, "stream", 0.2)
-    release = asyncio.Event()
-    running = asyncio.create_task(hold(admission, release, kind="stream"))
-    await asyncio.sleep(0)
-    async with admission.slot(0.1, "stream"):
-        assert admission.stats().in_flight == 2
-    assert admission.stats().refused_too_slow == 0
-    release.set()
-    await running
+    async with one_slow_stream_in_flight(capacity=8) as (admission, _release):
+        async with admission.slot(0.1, "stream"):
+            assert admission.stats().in_flight == 2
+        assert admission.stats().refused_too_slow == 0
 
 
 async def test_with_none_of_a_kind_in_flight_one_is_let_through_to_measure_again() -> None:
