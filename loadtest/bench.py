@@ -514,9 +514,8 @@ def resolve_checkpoint(given: Path | None, artifacts: Path) -> Path:
         checkpoint = given
     else:
         recorded = json.loads((artifacts / "reviewsum.json").read_text(encoding="utf-8")).get("source_checkpoint")
-        checkpoint = Path(recorded) if recorded else REBUILT_CHECKPOINTS / "none"
-        if not (checkpoint / "config.json").is_file():
-            checkpoint = rebuilt_checkpoint(artifacts)
+        exists = bool(recorded) and (Path(recorded) / "config.json").is_file()
+        checkpoint = Path(recorded) if exists else rebuilt_checkpoint(artifacts)
     if not (checkpoint / "config.json").is_file():
         raise SystemExit(
             f"row 1 needs the Hugging Face checkpoint the artifacts were exported from; {checkpoint} has none. "

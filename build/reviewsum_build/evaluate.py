@@ -41,11 +41,16 @@ def score_row(name: str, reviews: Sequence[str], summaries: Sequence[str], refer
         "absent%": metrics.absent_rate(summaries, reviews),
         "absent+但%": metrics.absent_rate(summaries, reviews, exempt=frozenset()),
         "polarity%": agreement(classifier, reviews, summaries) if classifier is not None else float("nan"),
+        "with_absent": metrics.with_absent(summaries, reviews),
+        "spurious_but": metrics.spurious_but(summaries, references),
     }
 
 
+COLUMNS = ["R1", "R2", "RL", "len", "absent%", "absent+但%", "polarity%"]
+
+
 def format_table(rows: list[dict]) -> str:
-    cols = ["R1", "R2", "RL", "len", "absent%", "absent+但%", "polarity%"]
+    cols = COLUMNS
     width = max(len(r["system"]) for r in rows) + 2
     lines = [f"{'system':<{width}}" + "".join(f"{c:>11}" for c in cols)]
     for r in rows:
@@ -54,7 +59,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    cols = ["R1", "R2", "RL", "len", "absent%", "absent+但%", "polarity%"]
+    cols = COLUMNS
     out = ["| system | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for r in rows:
         out.append(f"| {r['system']} | " + " | ".join(f"{r[c]:.1f}" for c in cols) + " |")
@@ -208,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = [score_row(name, reviews, preds, references, classifier) for name, preds in outputs.items()]
     print()
     print(format_table(rows))
+    for row in rows:
+        if row["system"].startswith("model"):
+            print(
+                f"{row['system']}: {row['with_absent']}/{len(dev)} summaries with a character absent from the "
+                f"review (但 exempt), {row['spurious_but']}/{len(dev)} with 但 where the reference has none"
+            )
 
     report: dict = {"dev_pairs": len(dev), "rows": rows, "generation_seconds": timings}
     model_names = [n for n in outputs if n.startswith("model")]

@@ -87,3 +87,16 @@ def absent_rate(summaries: Sequence[str], reviews: Sequence[str], exempt: frozen
             total += 1
             absent += tok not in seen
     return 100 * absent / max(1, total)
+
+
+def with_absent(summaries: Sequence[str], reviews: Sequence[str], exempt: frozenset[str] = TEMPLATE_WORDS) -> int:
+    """How many summaries have at least one token (not in `exempt`) that their review lacks."""
+    return sum(
+        bool(set(tokens(summary)) - set(tokens(review)) - exempt)
+        for summary, review in zip(summaries, reviews, strict=True)
+    )
+
+
+def spurious_but(summaries: Sequence[str], references: Sequence[str]) -> int:
+    """How many summaries contrast with 但 where their reference has none."""
+    return sum("但" in s and "但" not in r for s, r in zip(summaries, references, strict=True))

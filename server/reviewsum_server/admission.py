@@ -87,7 +87,10 @@ class Admission:
         )
 
     def hold_time(self, kind: str) -> HoldTime:
-        return self._hold_times.setdefault(kind, HoldTime())
+        hold = self._hold_times.get(kind)
+        if hold is None:  # not setdefault: that would build a HoldTime on every call
+            hold = self._hold_times[kind] = HoldTime()
+        return hold
 
     def wait_budget(self, remaining_s: float | None, expected_hold_s: float | None = None) -> float:
         if remaining_s is None:

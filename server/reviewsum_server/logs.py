@@ -16,6 +16,7 @@ import queue
 import sys
 import time
 from contextvars import ContextVar
+from typing import TextIO
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -60,10 +61,10 @@ def stop() -> None:
     _listener = None
 
 
-def configure(level: str, stream: object = None) -> None:
+def configure(level: str, stream: TextIO | None = None) -> None:
     global _listener
     stop()
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, handler)

@@ -253,13 +253,12 @@ class TritonEngine:
         # One call never has more than a batch's worth in Triton, so a 500-review product cannot fill its queue.
         deadline = _deadline(timeout_s)
         if len(texts) == 1:  # the common call: no task group, no fan-out limit to set up
-            async with self.admission.slot(timeout_s):
-                return [await self._summarize_one(texts[0], params, _remaining(deadline), f"{request_id}/0")]
+            return [await self._summarize_admitted(texts[0], params, deadline, f"{request_id}/0")]
         fan_out = asyncio.Semaphore(self._max_requests_per_call)
 
         async def bounded(text: str, index: int) -> SummaryResult:
-            async with fan_out, self.admission.slot(_remaining(deadline)):
-                return await self._summarize_one(text, params, _remaining(deadline), f"{request_id}/{index}")
+            async with fan_out:
+                return await self._summarize_admitted(text, params, deadline, f"{request_id}/{index}")
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -267,6 +266,12 @@ class TritonEngine:
         except ExceptionGroup as failures:
             raise first_failure(failures) from failures
         return [task.result() for task in tasks]
+
+    async def _summarize_admitted(
+        self, text: str, params: GenerationParams, deadline: float | None, triton_request_id: str
+    ) -> SummaryResult:
+        async with self.admission.slot(_remaining(deadline)):
+            return await self._summarize_one(text, params, _remaining(deadline), triton_request_id)
 
     async def _summarize_one(
         self, text: str, params: GenerationParams, timeout_s: float | None, triton_request_id: str

@@ -52,6 +52,14 @@ def test_absent_rate_counts_summary_characters_missing_from_review():
     assert metrics.absent_rate(["质量差评"], ["质量一般"]) == pytest.approx(50.0)
 
 
+def test_summaries_with_absent_characters_and_spurious_but_are_counted():
+    summaries = ["性能好，但贵。", "质量差评", "送货快，但包装差。"]
+    reviews = ["性能很好，价格贵", "质量一般", "送货快，包装差"]
+    assert metrics.with_absent(summaries, reviews) == 1  # only 质量差评 (差, 评); 但 is exempt
+    assert metrics.with_absent(summaries, reviews, exempt=frozenset()) == 3
+    assert metrics.spurious_but(summaries, ["性能好，但贵。", "质量差。", "送货快，包装差。"]) == 1
+
+
 def test_summary_length_counts_characters_without_punctuation():
     assert metrics.summary_length("送货快，包装好。") == 6
 
