@@ -529,8 +529,14 @@ def cmd_finetune(args) -> None:
         f"train pairs {len(train)} (zh {sum(p.language == 'zh' for p in train)}, en "
         f"{sum(p.language == 'en' for p in train)}); dev {len(dev)}; skipped {skipped}"
     )
-    src = encode_all(tokenizer, [p.review for p in train], MAX_SOURCE_TOKENS)
-    tgt = encode_all(tokenizer, [p.summary for p in train], MAX_SUMMARY_TOKENS)
+    reviews, summaries = [p.review for p in train], [p.summary for p in train]
+    if args.silver is not None:
+        silver = silver_pairs(args.silver, dev_reviews | set(reviews))
+        print(f"silver pairs {len(silver)} from {args.silver} (machine-written, kept apart from the references)")
+        reviews += [p.review for p in silver]
+        summaries += [p.summary for p in silver]
+    src = encode_all(tokenizer, reviews, MAX_SOURCE_TOKENS)
+    tgt = encode_all(tokenizer, summaries, MAX_SUMMARY_TOKENS)
     dev_src = encode_all(tokenizer, [p.review for p in dev], MAX_SOURCE_TOKENS)
     dev_tgt = encode_all(tokenizer, [p.summary for p in dev], MAX_SUMMARY_TOKENS)
     noiser = Noiser(MASK_ID, EOS_ID)
@@ -580,6 +586,13 @@ def cmd_finetune(args) -> None:
     if not best_dir.exists():
         save_hf(model, tokenizer, best_dir)
     print(f"best dev ROUGE-L {state.get('best_rougeL')} at step {state.get('best_step')}: {best_dir}")
+
+
+def silver_pairs(path: Path, excluded_reviews: set[str]) -> list:
+    """The written (faithful) silver pairs whose review is neither a dev review nor a referenced one."""
+    from reviewsum_build.silver import read_silver
+
+    return [p for p in read_silver(path) if p.summary and p.review not in excluded_reviews]
 
 
 def evaluate_loss(model, src, tgt, batch_size: int = 64) -> float:
@@ -739,6 +752,9 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     f.add_argument("--references-dir", type=Path, default=None, help="default: build/data/references")
     f.add_argument("--corpus", type=Path, default=RUNS / "corpus" / "corpus.txt")
+    f.add_argument(
+        "--silver", type=Path, default=None, help="also train on these machine-written pairs (reviewsum_build.silver)"
+    )
     f.add_argument("--denoise-mix", type=float, default=0.2, help="denoising batches per summary batch")
     f.add_argument("--epochs", type=int, default=30)
     f.add_argument("--eval-every", type=int, default=1, help="epochs between dev ROUGE evaluations")
