@@ -89,12 +89,14 @@ def absent_rate(summaries: Sequence[str], reviews: Sequence[str], exempt: frozen
     return 100 * absent / max(1, total)
 
 
+def absent_tokens(summary: str, review: str, exempt: frozenset[str] = TEMPLATE_WORDS) -> set[str]:
+    """The summary's tokens (not in `exempt`) that its review lacks."""
+    return set(tokens(summary)) - set(tokens(review)) - exempt
+
+
 def with_absent(summaries: Sequence[str], reviews: Sequence[str], exempt: frozenset[str] = TEMPLATE_WORDS) -> int:
     """How many summaries have at least one token (not in `exempt`) that their review lacks."""
-    return sum(
-        bool(set(tokens(summary)) - set(tokens(review)) - exempt)
-        for summary, review in zip(summaries, reviews, strict=True)
-    )
+    return sum(bool(absent_tokens(s, r, exempt)) for s, r in zip(summaries, reviews, strict=True))
 
 
 def spurious_but(summaries: Sequence[str], references: Sequence[str]) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reviewsum_build import annotation, corpus, sources
-from reviewsum_build.metrics import TEMPLATE_WORDS, tokens
+from reviewsum_build.metrics import TEMPLATE_WORDS, absent_tokens, tokens
 from reviewsum_build.sources import Review
 
 
@@ -58,8 +58,7 @@ def sample_reviews(reviews: Sequence[Review], count: int, seed: int) -> list[Rev
 
 def is_faithful(review: str, summary: str) -> bool:
     """Non-empty, and every token of the summary (as the absent rate counts them) occurs in the review."""
-    counted = set(tokens(summary)) - TEMPLATE_WORDS
-    return bool(counted) and counted <= set(tokens(review))
+    return bool(set(tokens(summary)) - TEMPLATE_WORDS) and not absent_tokens(summary, review)
 
 
 def read_silver(path: Path) -> list[SilverPair]:
@@ -86,7 +85,6 @@ def write_silver(
     checkpoint: Path, reviews: Sequence[Review], out: Path, beams: int, chunk: int = 480
 ) -> dict[str, int]:
     """Summarize `reviews` with the checkpoint, appending faithful pairs to `out` (resumable by key)."""
-    import torch
     from tqdm import tqdm
     from transformers import BartForConditionalGeneration
 
@@ -104,8 +102,7 @@ def write_silver(
     teacher = f"{checkpoint.name} beam {beams}"
     with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="silver", unit="review") as bar:
         for part in _chunks(todo, chunk):
-            with torch.no_grad():
-                ids = generate_ids(model, encode_all(tokenizer, [r.text for r in part], MAX_SOURCE_TOKENS))
+            ids = generate_ids(model, encode_all(tokenizer, [r.text for r in part], MAX_SOURCE_TOKENS))
             for review, summary_ids in zip(part, ids, strict=True):
                 summary = tokenizer.decode(summary_ids).strip()
                 faithful = is_faithful(review.text, summary)
