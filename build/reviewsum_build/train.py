@@ -304,6 +304,37 @@ def seq2seq_loss(model, batch, label_smoothing: float):
     return loss, int((labels != -100).sum())
 
 
+def probe_batch(texts: Sequence[str], tokenizer, max_len: int, size: int = 32, seed: int = 0):
+    """A fixed denoising batch of `size` corpus texts, for `input_gain` (same noise every call)."""
+    from reviewsum_build.tokenizer import EOS_ID, MASK_ID
+
+    rng = random.Random(seed)
+    chosen = rng.sample(list(texts), min(size, len(texts)))
+    return denoise_batch(chosen, tokenizer, Noiser(MASK_ID, EOS_ID), max_len, rng)
+
+
+def input_gain(model, batch) -> float:
+    """Loss (nats/token) with each target paired with another text's source, minus the matched loss.
+
+    Near zero means the decoder ignores its input and writes generic text: the failure a too-high
+    pretraining learning rate produced (the fourth session's from-scratch run).
+    """
+    import torch
+
+    if len(batch["input_ids"]) < 2:
+        raise ValueError("input_gain needs at least two texts")
+    shuffled = dict(batch)
+    shuffled["input_ids"] = torch.roll(batch["input_ids"], 1, dims=0)
+    shuffled["attention_mask"] = torch.roll(batch["attention_mask"], 1, dims=0)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        matched, _ = seq2seq_loss(model, batch, 0.0)
+        mismatched, _ = seq2seq_loss(model, shuffled, 0.0)
+    model.train(was_training)
+    return float(mismatched - matched)
+
+
 # ---------------------------------------------------------------- tokenizer
 
 
@@ -339,9 +370,11 @@ def _train_loop(
     total_steps: int,
     on_epoch_end=None,
     extra_state: dict | None = None,
+    probe=None,
 ):
     """Shared loop. `batches_for_epoch(epoch)` returns a list of callables producing batches; the loop
-    resumes inside an epoch by skipping the batches already done."""
+    resumes inside an epoch by skipping the batches already done. `probe(model)`, if given, returns the
+    model's input gain at every checkpoint (logged; the run stops below `args.min_input_gain`)."""
     import torch
     from tqdm import tqdm
 
@@ -404,6 +437,8 @@ def _train_loop(
                 running, running_n = 0.0, 0
             if step % args.save_every == 0:
                 checkpoint()
+                if probe is not None:
+                    check_input_gain(args, probe(model), step, log)
             if deadline is not None and time.monotonic() > deadline:
                 stop_reason = "time budget"
                 break
@@ -427,6 +462,25 @@ def _train_loop(
     log.write(event="stop", reason=stop_reason, step=step, minutes=round(minutes, 2))
     print(f"stopped ({stop_reason}) at step {step} after {minutes:.1f} min; checkpoint {ckpt}")
     return step, state_extra
+
+
+class NotReadingInput(RuntimeError):
+    pass
+
+
+def check_input_gain(args, gain: float, step: int, log: RunLog) -> None:
+    """Log the input gain; raise `NotReadingInput` when it is still too low after the grace steps."""
+    from tqdm import tqdm
+
+    log.write(step=step, input_gain=round(gain, 4))
+    tqdm.write(f"step {step}: input gain {gain:.2f} nats/token")
+    if args.min_input_gain and step >= args.input_gain_after and gain < args.min_input_gain:
+        log.write(event="stop", reason="not reading its input", step=step, input_gain=round(gain, 4))
+        raise NotReadingInput(
+            f"step {step}: input gain {gain:.2f} < {args.min_input_gain} nats/token: the model writes the "
+            "same text whatever its input. Start again with a lower --lr (or another --seed); "
+            "--min-input-gain 0 turns this check off."
+        )
 
 
 def cmd_pretrain(args) -> None:
@@ -464,8 +518,14 @@ def cmd_pretrain(args) -> None:
             _denoise_batch_fn(texts, g, tokenizer, noiser, max_len, args.seed, epoch, b) for b, g in enumerate(groups)
         ]
 
+    probe = probe_batch(texts, tokenizer, max_len, seed=args.seed)
     total = args.max_steps
-    _train_loop(args, model, tokenizer, batches_for_epoch, args.run_dir, total)
+    try:
+        _train_loop(
+            args, model, tokenizer, batches_for_epoch, args.run_dir, total, probe=lambda m: input_gain(m, probe)
+        )
+    except NotReadingInput as err:
+        raise SystemExit(f"pretraining stopped: {err}") from None
     final = args.run_dir / "final"
     save_hf(model, tokenizer, final)
     print(f"saved {final}")
@@ -748,6 +808,13 @@ def main(argv: list[str] | None = None) -> None:
     # lr 8e-4 with 200 warm-up steps (version 1's) left a fresh model that never read its input in the fourth
     # session's run; 4e-4 with 500 reconstructed its input within 1,200 steps (model card, Training).
     _train_args(p, lr=4e-4, warmup=500, tokens=2560, save_every=200, max_batch=64, dropout=0.1)
+    p.add_argument(
+        "--min-input-gain",
+        type=float,
+        default=0.5,
+        help="stop when the loss gained from the real input (nats/token) is below this; 0: never",
+    )
+    p.add_argument("--input-gain-after", type=int, default=1500, help="steps before --min-input-gain applies")
 
     f = sub.add_parser("finetune", help="fine-tune on the training reference pairs; keep the best by dev ROUGE-L")
     f.add_argument("--init", type=Path, required=True, help="a pretrained checkpoint directory")
