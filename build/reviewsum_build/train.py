@@ -458,6 +458,8 @@ def _train_loop(
                 break
     bar.close()
     ckpt = checkpoint()
+    if probe is not None and step % args.save_every:  # steps on the saving grid were probed in the loop
+        check_input_gain(args, probe(model), step, log)
     minutes = (time.monotonic() - start) / 60
     log.write(event="stop", reason=stop_reason, step=step, minutes=round(minutes, 2))
     print(f"stopped ({stop_reason}) at step {step} after {minutes:.1f} min; checkpoint {ckpt}")

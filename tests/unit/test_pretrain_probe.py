@@ -95,3 +95,20 @@ def test_pretrain_command_exits_with_the_reason_when_the_probe_fails(tiny_checkp
     assert [row["step"] for row in rows if "input_gain" in row] == [2, 4, 4]
     assert rows[-1]["reason"] == "not reading its input"
     assert not (run / "final").exists()
+
+
+def test_pretrain_command_probes_the_final_model_too(tiny_checkpoint: Path, tmp_path: Path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TINY_CORPUS) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    command = [
+        *(sys.executable, "-m", "reviewsum_build.train", "pretrain", "--init", str(tiny_checkpoint)),
+        *("--corpus", str(corpus), "--run-dir", str(run), "--threads", "1", "--max-steps", "5"),
+        *("--save-every", "2", "--max-batch", "8", "--min-input-gain", "0"),
+    ]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert [row["step"] for row in _log_rows(run) if "input_gain" in row] == [2, 4, 5]
+    assert (run / "final" / "model.safetensors").exists()
