@@ -77,17 +77,22 @@ def test_zero_threshold_turns_the_check_off(tmp_path: Path):
     assert [row["input_gain"] for row in _log_rows(tmp_path)] == [-1.0, 0.6]
 
 
-def test_pretrain_command_exits_with_the_reason_when_the_probe_fails(tiny_checkpoint: Path, tmp_path: Path):
+def _pretrain(tiny_checkpoint: Path, tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, Path]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TINY_CORPUS) + "\n", encoding="utf-8")
     run = tmp_path / "run"
     command = [
         *(sys.executable, "-m", "reviewsum_build.train", "pretrain", "--init", str(tiny_checkpoint)),
-        *("--corpus", str(corpus), "--run-dir", str(run), "--threads", "1", "--max-steps", "6"),
-        *("--save-every", "2", "--max-batch", "8", "--min-input-gain", "1000", "--input-gain-after", "4"),
+        *("--corpus", str(corpus), "--run-dir", str(run), "--threads", "1", "--save-every", "2", "--max-batch", "8"),
+        *options,
     ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False), run
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+def test_pretrain_command_exits_with_the_reason_when_the_probe_fails(tiny_checkpoint: Path, tmp_path: Path):
+    done, run = _pretrain(
+        tiny_checkpoint, tmp_path, "--max-steps", "6", "--min-input-gain", "1000", "--input-gain-after", "4"
+    )
 
     assert done.returncode != 0
     assert "pretraining stopped: step 4: input gain" in done.stderr
@@ -98,16 +103,7 @@ def test_pretrain_command_exits_with_the_reason_when_the_probe_fails(tiny_checkp
 
 
 def test_pretrain_command_probes_the_final_model_too(tiny_checkpoint: Path, tmp_path: Path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(TINY_CORPUS) + "\n", encoding="utf-8")
-    run = tmp_path / "run"
-    command = [
-        *(sys.executable, "-m", "reviewsum_build.train", "pretrain", "--init", str(tiny_checkpoint)),
-        *("--corpus", str(corpus), "--run-dir", str(run), "--threads", "1", "--max-steps", "5"),
-        *("--save-every", "2", "--max-batch", "8", "--min-input-gain", "0"),
-    ]
-
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    done, run = _pretrain(tiny_checkpoint, tmp_path, "--max-steps", "5", "--min-input-gain", "0")
 
     assert done.returncode == 0, done.stderr
     assert [row["step"] for row in _log_rows(run) if "input_gain" in row] == [2, 4, 5]
