@@ -1,0 +1,307 @@
+"""Self-critical fine-tuning (SCST): teach the greedy decoder what scores well, not only what is likely.
+
+Teacher forcing trains each next token on the reference's prefix; the served model is judged on its
+own greedy output. For every training review this stage samples `--samples` summaries from the model,
+scores each against the written reference (character ROUGE-L F1, as `evaluate` scores, minus a
+penalty for every summary character the review lacks), and raises the probability of the samples that
+beat the model's own greedy summary and lowers the others (Rennie et al. 2017's self-critical
+baseline). A share of plain teacher-forced loss on the same references keeps the language fluent.
+
+    python -m reviewsum_build.scst --init runs/v4 --data-dir ../shared/data --run-dir runs/scst
+
+Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
+is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in
+`train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reviewsum_build import metrics
+from reviewsum_build.sources import DEFAULT_DATA_DIR
+from reviewsum_build.train import (
+    RunLog,
+    encode_all,
+    evaluate_generation,
+    latest_checkpoint,
+    make_batch,
+    make_optimizer,
+    pad,
+    save_checkpoint,
+    save_hf,
+    seed_everything,
+    seq2seq_loss,
+)
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l_f1(prediction: Sequence[str], reference: Sequence[str]) -> float:
+    """ROUGE-L F1 in [0, 1] over token lists (the same tokens and formula as `metrics.rouge`)."""
+    lcs = lcs_length(prediction, reference)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(prediction), lcs / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a sampled summary is scored against: the reference's tokens and the review's token set."""
+
+    reference: tuple[str, ...]
+    review_tokens: frozenset[str]
+
+
+def make_target(review: str, reference: str) -> Target:
+    return Target(tuple(metrics.tokens(reference)), frozenset(metrics.tokens(review)))
+
+
+def reward(summary: str, target: Target, absent_penalty: float, but_penalty: float = 0.0) -> float:
+    """ROUGE-L F1 against the reference, minus `absent_penalty` x the share of invented tokens, minus
+    `but_penalty` for a contrast (但) the reference does not draw."""
+    toks = metrics.tokens(summary)
+    if not toks:
+        return 0.0
+    content = [t for t in toks if t not in metrics.TEMPLATE_WORDS]
+    invented = sum(t not in target.review_tokens for t in content) / max(1, len(content))
+    spurious_but = "但" in toks and "但" not in target.reference
+    return rouge_l_f1(toks, target.reference) - absent_penalty * invented - but_penalty * spurious_but
+
+
+def strip_generated(row: Sequence[int]) -> list[int]:
+    """Generated ids without the decoder start token, up to and including `</s>`."""
+    from reviewsum_build.tokenizer import EOS_ID
+
+    ids = list(row[1:])
+    return ids[: ids.index(EOS_ID) + 1] if EOS_ID in ids else ids
+
+
+def sequence_log_probs(model, input_ids, attention_mask, sequences: Sequence[Sequence[int]]):
+    """Sum of token log-probabilities of each sequence (ending in `</s>`) and its length, teacher-forced."""
+    import torch
+
+    from reviewsum_build.tokenizer import BOS_ID, PAD_ID
+
+    labels = pad([list(s) for s in sequences], PAD_ID)
+    decoder_input_ids = pad([[BOS_ID, *s[:-1]] for s in sequences], PAD_ID)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    mask = (labels != PAD_ID).float()
+    return (logp * mask).sum(-1), mask.sum(-1)
+
+
+def decode_texts(tokenizer, sequences: Sequence[Sequence[int]]) -> list[str]:
+    from reviewsum_build.tokenizer import EOS_ID
+
+    return [tokenizer.decode([t for t in s if t != EOS_ID]) for s in sequences]
+
+
+def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[Target], args) -> tuple:
+    """Self-critical policy-gradient loss for one batch, and (mean sample reward, mean greedy reward)."""
+    import torch
+
+    from reviewsum_build.modeling import generation_config
+    from reviewsum_build.tokenizer import PAD_ID
+
+    k = args.samples
+    input_ids = pad(src, PAD_ID)
+    attention_mask = (input_ids != PAD_ID).long()
+    model.eval()
+    with torch.no_grad():
+        greedy = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config()
+        )
+        sampled = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            do_sample=True,
+            top_k=0,
+            num_return_sequences=k,
+            no_repeat_ngram_size=generation_config().no_repeat_ngram_size,
+            max_new_tokens=generation_config().max_new_tokens,
+            pad_token_id=PAD_ID,
+        )
+    model.train()
+    greedy_seqs = [strip_generated(r) for r in greedy.tolist()]
+    sample_seqs = [strip_generated(r) for r in sampled.tolist()]
+    penalties = (args.absent_penalty, args.but_penalty)
+    greedy_r = [reward(t, tg, *penalties) for t, tg in zip(decode_texts(tokenizer, greedy_seqs), targets, strict=True)]
+    sample_r = [reward(t, targets[i // k], *penalties) for i, t in enumerate(decode_texts(tokenizer, sample_seqs))]
+    advantage = torch.tensor([r - greedy_r[i // k] for i, r in enumerate(sample_r)])
+    keep = [i for i, s in enumerate(sample_seqs) if s]
+    rep = torch.tensor([i // k for i in keep])
+    logp, lengths = sequence_log_probs(model, input_ids[rep], attention_mask[rep], [sample_seqs[i] for i in keep])
+    loss = -(advantage[keep] * logp).sum() / lengths.sum()
+    return loss, sum(sample_r) / len(sample_r), sum(greedy_r) / len(greedy_r)
+
+
+def batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+def load_training_pairs(args):
+    from reviewsum_build.annotation import load_pairs
+
+    if args.references_dir is not None:
+        pairs, _ = load_pairs(args.data_dir.resolve(), args.references_dir.resolve())
+    else:
+        pairs, _ = load_pairs(args.data_dir.resolve())
+    train = [p for p in pairs if p.split == "train"]
+    dev = [p for p in pairs if p.split == "dev" and p.language == "zh"]
+    dev_reviews = {p.review for p in dev}
+    if any(p.review in dev_reviews for p in train):
+        raise SystemExit("training pairs share a review with the dev set")
+    if not train or not dev:
+        raise SystemExit(f"need training and dev pairs; found {len(train)} train, {len(dev)} dev in {args.data_dir}")
+    return train, dev
+
+
+def run(args) -> dict:
+    import torch
+    from tqdm import tqdm
+    from transformers import BartForConditionalGeneration
+
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS, generation_config
+    from reviewsum_build.tokenizer import load_tokenizer
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    tokenizer = load_tokenizer(args.init)
+    model = BartForConditionalGeneration.from_pretrained(args.init, dropout=args.dropout)
+    model.generation_config = generation_config()
+    train, dev = load_training_pairs(args)
+    src = encode_all(tokenizer, [p.review for p in train], MAX_SOURCE_TOKENS)
+    tgt = encode_all(tokenizer, [p.summary for p in train], MAX_SUMMARY_TOKENS)
+    targets = [make_target(p.review, p.summary) for p in train]
+    dev_src = encode_all(tokenizer, [p.review for p in dev], MAX_SOURCE_TOKENS)
+    steps_per_epoch = -(-len(train) // args.batch)
+    total = args.max_steps or steps_per_epoch * args.epochs
+    print(f"train pairs {len(train)}; dev {len(dev)}; {steps_per_epoch} steps per epoch, {total} planned")
+    optimizer, scheduler = make_optimizer(model, args.lr, args.weight_decay, args.warmup, total)
+    step, state = 0, {"best_rougeL": -1.0}
+    if args.resume and (ckpt := latest_checkpoint(args.run_dir)) is not None:
+        model.load_state_dict(BartForConditionalGeneration.from_pretrained(ckpt).state_dict())
+        saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        random.setstate(saved["python_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        step, state = saved["step"], saved["extra"]
+        print(f"resumed from {ckpt} at step {step}")
+    log = RunLog(args.run_dir)
+
+    def evaluate_dev() -> None:
+        model.eval()
+        scores = evaluate_generation(model, tokenizer, dev, dev_src)
+        model.train()
+        row = {"event": "dev", "step": step, **scores}
+        if scores["rougeL"] > state["best_rougeL"]:
+            state.update(best_rougeL=scores["rougeL"], best_step=step)
+            save_hf(model, tokenizer, args.run_dir / "best")
+            row["saved_best"] = True
+        log.write(**row)
+        print(json.dumps(row))
+
+    if step == 0:
+        evaluate_dev()
+    start = time.monotonic()
+    deadline = start + args.max_minutes * 60 if args.max_minutes else None
+    bar = tqdm(total=total, initial=step, desc=args.run_dir.name, dynamic_ncols=True, mininterval=5)
+    window: list[tuple[float, float, float]] = []
+    while step < total and (deadline is None or time.monotonic() < deadline):
+        epoch, index = divmod(step, steps_per_epoch)
+        group = batches(len(train), args.batch, random.Random(args.seed * 1000 + epoch))[index]
+        batch_src = [src[i] for i in group]
+        rl_loss, sample_r, greedy_r = scst_loss(model, tokenizer, batch_src, [targets[i] for i in group], args)
+        mle_loss, _ = seq2seq_loss(model, make_batch(batch_src, [tgt[i] for i in group]), args.label_smoothing)
+        loss = args.rl_weight * rl_loss + (1 - args.rl_weight) * mle_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        window.append((mle_loss.item(), sample_r, greedy_r))
+        if step % args.log_every == 0:
+            mle, samp, greedy = (sum(col) / len(window) for col in zip(*window, strict=True))
+            bar.set_postfix(greedy_reward=f"{greedy:.3f}", sample_reward=f"{samp:.3f}")
+            log.write(
+                step=step,
+                mle_loss=round(mle, 4),
+                sample_reward=round(samp, 4),
+                greedy_reward=round(greedy, 4),
+                lr=scheduler.get_last_lr()[0],
+                elapsed_s=round(time.monotonic() - start, 1),
+            )
+            window.clear()
+        if step % args.eval_every == 0:
+            evaluate_dev()
+            save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
+    bar.close()
+    if step % args.eval_every:
+        evaluate_dev()
+        save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
+    save_hf(model, tokenizer, args.run_dir / "final")
+    minutes = (time.monotonic() - start) / 60
+    log.write(event="stop", step=step, minutes=round(minutes, 2), **state)
+    print(
+        f"stopped at step {step} after {minutes:.1f} min; best dev ROUGE-L {state['best_rougeL']} at step "
+        f"{state.get('best_step')}: {args.run_dir / 'best'}"
+    )
+    return state
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--init", type=Path, required=True, help="a fine-tuned checkpoint directory")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument("--references-dir", type=Path, default=None, help="default: build/data/references")
+    p.add_argument("--samples", type=int, default=4, help="sampled summaries per review")
+    p.add_argument("--batch", type=int, default=16, help="reviews per step")
+    p.add_argument("--rl-weight", type=float, default=0.7, help="share of the self-critical loss; the rest is MLE")
+    p.add_argument("--absent-penalty", type=float, default=0.5, help="reward lost per share of invented tokens")
+    p.add_argument("--but-penalty", type=float, default=0.0, help="reward lost for a 但 the reference lacks")
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop cleanly (and save) after this long")
+    p.add_argument("--eval-every", type=int, default=200, help="steps between dev ROUGE-L evaluations")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --run-dir")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Self-critical fine-tuning: its reward is the evaluation's ROUGE-L, it punishes invented characters, and
+its log-probabilities are the teacher-forced loss's."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from reviewsum_build import metrics, scst, train
+from reviewsum_build.tiny import TINY_CORPUS
+from reviewsum_build.tokenizer import EOS_ID, load_tokenizer
+
+PAIRS = [
+    ("屏幕效果棒，性价比高，但品控需提升。", "屏幕效果非常棒，性价比高，但品控有待提升。"),
+    ("轻薄便携，但性能稍弱。", "轻薄便携，但性能稍弱，续航能力一般。"),
+    ("电池不错", "性能出色，但电池续航时间较短。"),
+    ("Great sound, but the battery dies fast.", "The battery died quickly; sound is great."),
+    ("完全无关", "物流很快"),
+]
+
+
+@pytest.mark.parametrize(("prediction", "reference"), PAIRS)
+def test_rouge_l_is_the_evaluations(prediction: str, reference: str):
+    expected = metrics.rouge(prediction, reference)["rougeL"] / 100
+    got = scst.rouge_l_f1(metrics.tokens(prediction), metrics.tokens(reference))
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_lcs_length():
+    assert scst.lcs_length(list("ABCBDAB"), list("BDCABA")) == 4
+    assert scst.lcs_length([], list("abc")) == 0
+
+
+def test_reward_loses_the_share_of_invented_characters():
+    review = "屏幕效果非常棒，性价比高，但品控有待提升。"
+    target = scst.make_target(review, "屏幕效果棒，性价比高，但品控需提升。")
+    faithful = scst.reward("屏幕效果棒，性价比高。", target, absent_penalty=0.5)
+    invented = scst.reward("屏幕效果好，性价比高。", target, absent_penalty=0.5)  # 好 is not in the review
+    assert faithful == pytest.approx(scst.rouge_l_f1(metrics.tokens("屏幕效果棒性价比高"), target.reference))
+    rouge_invented = scst.rouge_l_f1(metrics.tokens("屏幕效果好性价比高"), target.reference)
+    assert invented == pytest.approx(rouge_invented - 0.5 * 1 / 9)
+    assert scst.reward("", target, absent_penalty=0.5) == 0.0
+    # 但 is the template's connective: never counted as invented
+    but = scst.make_target("声音好，电池差", "声音好，但电池差")
+    assert scst.reward("声音好，但电池差", but, absent_penalty=1.0) == pytest.approx(1.0)
+
+
+def test_reward_loses_the_but_penalty_only_for_a_contrast_the_reference_does_not_draw():
+    plain = scst.make_target("声音好，但是电池差", "声音好，电池差")
+    contrast = scst.make_target("声音好，但是电池差", "声音好，但电池差")
+    summary = "声音好，但电池差"
+    assert scst.reward(summary, plain, 0.5, but_penalty=0.2) == pytest.approx(scst.reward(summary, plain, 0.5) - 0.2)
+    assert scst.reward(summary, contrast, 0.5, but_penalty=0.2) == pytest.approx(1.0)
+
+
+def test_strip_generated_drops_the_start_token_and_what_follows_eos():
+    assert scst.strip_generated([0, 7, 8, EOS_ID, 1, 1]) == [7, 8, EOS_ID]
+    assert scst.strip_generated([0, 7, 8]) == [7, 8]
+
+
+def test_sequence_log_probs_match_the_teacher_forced_loss(tiny_checkpoint: Path):
+    import torch
+    from transformers import BartForConditionalGeneration
+
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint).eval()
+    src = train.encode_all(tokenizer, TINY_CORPUS[:4], 64)
+    tgt = train.encode_all(tokenizer, TINY_CORPUS[4:8], 64)
+    batch = train.make_batch(src, tgt)
+    with torch.no_grad():
+        loss, ntok = train.seq2seq_loss(model, batch, 0.0)
+        logp, lengths = scst.sequence_log_probs(model, batch["input_ids"], batch["attention_mask"], tgt)
+    assert lengths.tolist() == [len(t) for t in tgt]
+    assert float(-logp.sum() / ntok) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_scst_loss_rewards_are_scored_against_each_reviews_own_reference(tiny_checkpoint: Path):
+    import torch
+    from transformers import BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
+    targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
+    args = argparse.Namespace(samples=2, absent_penalty=0.5, but_penalty=0.2)
+    loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
+    assert loss.requires_grad and torch.isfinite(loss)
+    assert -0.5 <= sample_reward <= 1.0 and -0.5 <= greedy_reward <= 1.0
+    assert model.training  # generation ran in eval mode; the gradient pass trains
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
