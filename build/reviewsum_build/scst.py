@@ -31,13 +31,15 @@ from reviewsum_build.train import (
     encode_all,
     evaluate_generation,
     latest_checkpoint,
+    load_for_tuning,
     make_batch,
     make_optimizer,
+    optimizer_step,
     pad,
     save_checkpoint,
     save_hf,
-    seed_everything,
     seq2seq_loss,
+    train_and_dev_pairs,
 )
 
 
@@ -159,37 +161,17 @@ def batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, n, size)]
 
 
-def load_training_pairs(args):
-    from reviewsum_build.annotation import load_pairs
-
-    if args.references_dir is not None:
-        pairs, _ = load_pairs(args.data_dir.resolve(), args.references_dir.resolve())
-    else:
-        pairs, _ = load_pairs(args.data_dir.resolve())
-    train = [p for p in pairs if p.split == "train"]
-    dev = [p for p in pairs if p.split == "dev" and p.language == "zh"]
-    dev_reviews = {p.review for p in dev}
-    if any(p.review in dev_reviews for p in train):
-        raise SystemExit("training pairs share a review with the dev set")
-    if not train or not dev:
-        raise SystemExit(f"need training and dev pairs; found {len(train)} train, {len(dev)} dev in {args.data_dir}")
-    return train, dev
-
-
 def run(args) -> dict:
     import torch
     from tqdm import tqdm
     from transformers import BartForConditionalGeneration
 
-    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS, generation_config
-    from reviewsum_build.tokenizer import load_tokenizer
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS
 
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    tokenizer = load_tokenizer(args.init)
-    model = BartForConditionalGeneration.from_pretrained(args.init, dropout=args.dropout)
-    model.generation_config = generation_config()
-    train, dev = load_training_pairs(args)
+    tokenizer, model = load_for_tuning(args)
+    train, dev, _ = train_and_dev_pairs(args.data_dir, args.references_dir)
+    if not train or not dev:
+        raise SystemExit(f"need training and dev pairs; found {len(train)} train, {len(dev)} dev in {args.data_dir}")
     src = encode_all(tokenizer, [p.review for p in train], MAX_SOURCE_TOKENS)
     tgt = encode_all(tokenizer, [p.summary for p in train], MAX_SUMMARY_TOKENS)
     targets = [make_target(p.review, p.summary) for p in train]
@@ -234,12 +216,7 @@ def run(args) -> dict:
         batch_src = [src[i] for i in group]
         rl_loss, sample_r, greedy_r = scst_loss(model, tokenizer, batch_src, [targets[i] for i in group], args)
         mle_loss, _ = seq2seq_loss(model, make_batch(batch_src, [tgt[i] for i in group]), args.label_smoothing)
-        loss = args.rl_weight * rl_loss + (1 - args.rl_weight) * mle_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(model, optimizer, scheduler, args.rl_weight * rl_loss + (1 - args.rl_weight) * mle_loss)
         step += 1
         bar.update(1)
         window.append((mle_loss.item(), sample_r, greedy_r))

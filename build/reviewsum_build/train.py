@@ -288,6 +288,17 @@ def make_optimizer(
     return optimizer, scheduler
 
 
+def optimizer_step(model, optimizer, scheduler, loss) -> None:
+    """One update from `loss`: gradients clipped to norm 1, then the learning-rate schedule advances."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+
+
 def seq2seq_loss(model, batch, label_smoothing: float):
     import torch.nn.functional as F
 
@@ -413,11 +424,7 @@ def _train_loop(
         while batch_in_epoch < len(batches) and step < total_steps:
             batch = batches[batch_in_epoch]()
             loss, ntok = seq2seq_loss(model, batch, args.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(model, optimizer, scheduler, loss)
             step += 1
             batch_in_epoch += 1
             running += loss.item()
@@ -563,30 +570,47 @@ def denoise_batch(texts, tokenizer, noiser, max_len, rng):
 # ---------------------------------------------------------------- fine-tuning
 
 
-def cmd_finetune(args) -> None:
+def load_for_tuning(args):
+    """Tokenizer and model of `args.init`, with the run's threads, seed, dropout and served decoding."""
     import torch
     from transformers import BartForConditionalGeneration
 
-    from reviewsum_build.annotation import load_pairs
-    from reviewsum_build.corpus import read_corpus
-    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS, generation_config
-    from reviewsum_build.tokenizer import EOS_ID, MASK_ID, load_tokenizer
+    from reviewsum_build.modeling import generation_config
+    from reviewsum_build.tokenizer import load_tokenizer
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tokenizer = load_tokenizer(args.init)
     model = BartForConditionalGeneration.from_pretrained(args.init, dropout=args.dropout)
     model.generation_config = generation_config()
-    if args.references_dir is not None:
-        pairs, skipped = load_pairs(args.data_dir.resolve(), args.references_dir.resolve())
+    return tokenizer, model
+
+
+def train_and_dev_pairs(data_dir: Path, references_dir: Path | None) -> tuple[list, list, dict]:
+    """Training pairs, Chinese dev pairs and what was skipped; stops if a training review is a dev review."""
+    from reviewsum_build.annotation import load_pairs
+
+    if references_dir is not None:
+        pairs, skipped = load_pairs(data_dir.resolve(), references_dir.resolve())
     else:
-        pairs, skipped = load_pairs(args.data_dir.resolve())
+        pairs, skipped = load_pairs(data_dir.resolve())
     train = [p for p in pairs if p.split == "train"]
     dev = [p for p in pairs if p.split == "dev" and p.language == "zh"]
     dev_reviews = {p.review for p in dev}
     leaked = [p for p in train if p.review in dev_reviews]
     if leaked:
         raise SystemExit(f"{len(leaked)} training pairs share a review with the dev set")
+    return train, dev, skipped
+
+
+def cmd_finetune(args) -> None:
+    from reviewsum_build.corpus import read_corpus
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS
+    from reviewsum_build.tokenizer import EOS_ID, MASK_ID
+
+    tokenizer, model = load_for_tuning(args)
+    train, dev, skipped = train_and_dev_pairs(args.data_dir, args.references_dir)
+    dev_reviews = {p.review for p in dev}
     print(
         f"train pairs {len(train)} (zh {sum(p.language == 'zh' for p in train)}, en "
         f"{sum(p.language == 'en' for p in train)}); dev {len(dev)}; skipped {skipped}"
