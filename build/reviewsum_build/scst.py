@@ -3,11 +3,13 @@
 Teacher forcing trains each next token on the reference's prefix; the served model is judged on its
 own greedy output. For every training review this stage samples `--samples` summaries from the model,
 scores each against the written reference (character ROUGE-L F1, as `evaluate` scores, minus a
-penalty for every summary character the review lacks), and raises the probability of the samples that
-beat the model's own greedy summary and lowers the others (Rennie et al. 2017's self-critical
+penalty for every summary character the review lacks and for a 但 the reference lacks), and raises
+the probability of the samples that beat the model's own greedy summary and lowers the others (Rennie et al. 2017's self-critical
 baseline). A share of plain teacher-forced loss on the same references keeps the language fluent.
 
-    python -m reviewsum_build.scst --init runs/v4 --data-dir ../shared/data --run-dir runs/scst
+    python -m reviewsum_build.scst --init runs/v4 --data-dir ../shared/data --run-dir runs/scst --max-minutes 40
+
+The defaults are the sixth session's second run (`docs/model_card.md`, Training).
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in
@@ -17,6 +19,7 @@ is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import time
@@ -36,6 +39,7 @@ from reviewsum_build.train import (
     make_optimizer,
     optimizer_step,
     pad,
+    restore_checkpoint,
     save_checkpoint,
     save_hf,
     seq2seq_loss,
@@ -124,22 +128,19 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
     from reviewsum_build.tokenizer import PAD_ID
 
     k = args.samples
+    served = generation_config()
     input_ids = pad(src, PAD_ID)
     attention_mask = (input_ids != PAD_ID).long()
     model.eval()
     with torch.no_grad():
-        greedy = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config()
-        )
+        greedy = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=served)
         sampled = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
+            generation_config=served,
             do_sample=True,
             top_k=0,
             num_return_sequences=k,
-            no_repeat_ngram_size=generation_config().no_repeat_ngram_size,
-            max_new_tokens=generation_config().max_new_tokens,
-            pad_token_id=PAD_ID,
         )
     model.train()
     greedy_seqs = [strip_generated(r) for r in greedy.tolist()]
@@ -162,9 +163,7 @@ def batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
 
 
 def run(args) -> dict:
-    import torch
     from tqdm import tqdm
-    from transformers import BartForConditionalGeneration
 
     from reviewsum_build.modeling import MAX_SOURCE_TOKENS, MAX_SUMMARY_TOKENS
 
@@ -177,17 +176,17 @@ def run(args) -> dict:
     targets = [make_target(p.review, p.summary) for p in train]
     dev_src = encode_all(tokenizer, [p.review for p in dev], MAX_SOURCE_TOKENS)
     steps_per_epoch = -(-len(train) // args.batch)
+
+    @functools.lru_cache(maxsize=1)
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        return batches(len(train), args.batch, random.Random(args.seed * 1000 + epoch))
+
     total = args.max_steps or steps_per_epoch * args.epochs
     print(f"train pairs {len(train)}; dev {len(dev)}; {steps_per_epoch} steps per epoch, {total} planned")
     optimizer, scheduler = make_optimizer(model, args.lr, args.weight_decay, args.warmup, total)
     step, state = 0, {"best_rougeL": -1.0}
     if args.resume and (ckpt := latest_checkpoint(args.run_dir)) is not None:
-        model.load_state_dict(BartForConditionalGeneration.from_pretrained(ckpt).state_dict())
-        saved = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        random.setstate(saved["python_rng"])
-        torch.set_rng_state(saved["torch_rng"])
+        saved = restore_checkpoint(ckpt, model, optimizer, scheduler)
         step, state = saved["step"], saved["extra"]
         print(f"resumed from {ckpt} at step {step}")
     log = RunLog(args.run_dir)
@@ -212,7 +211,7 @@ def run(args) -> dict:
     window: list[tuple[float, float, float]] = []
     while step < total and (deadline is None or time.monotonic() < deadline):
         epoch, index = divmod(step, steps_per_epoch)
-        group = batches(len(train), args.batch, random.Random(args.seed * 1000 + epoch))[index]
+        group = epoch_batches(epoch)[index]
         batch_src = [src[i] for i in group]
         rl_loss, sample_r, greedy_r = scst_loss(model, tokenizer, batch_src, [targets[i] for i in group], args)
         mle_loss, _ = seq2seq_loss(model, make_batch(batch_src, [tgt[i] for i in group]), args.label_smoothing)
@@ -256,10 +255,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--references-dir", type=Path, default=None, help="default: build/data/references")
     p.add_argument("--samples", type=int, default=4, help="sampled summaries per review")
-    p.add_argument("--batch", type=int, default=16, help="reviews per step")
+    p.add_argument("--batch", type=int, default=32, help="reviews per step")
     p.add_argument("--rl-weight", type=float, default=0.7, help="share of the self-critical loss; the rest is MLE")
-    p.add_argument("--absent-penalty", type=float, default=0.5, help="reward lost per share of invented tokens")
-    p.add_argument("--but-penalty", type=float, default=0.0, help="reward lost for a 但 the reference lacks")
+    p.add_argument("--absent-penalty", type=float, default=2.0, help="reward lost per share of invented tokens")
+    p.add_argument("--but-penalty", type=float, default=0.2, help="reward lost for a 但 the reference lacks")
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -268,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0, help="stop cleanly (and save) after this long")
-    p.add_argument("--eval-every", type=int, default=200, help="steps between dev ROUGE-L evaluations")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between dev ROUGE-L evaluations")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=17)

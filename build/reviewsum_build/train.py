@@ -245,6 +245,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def restore_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
+    """Load a `save_checkpoint` directory into the model, optimizer, scheduler and RNGs; returns its state."""
+    import torch
+    from transformers import BartForConditionalGeneration
+
+    model.load_state_dict(BartForConditionalGeneration.from_pretrained(ckpt).state_dict())
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    random.setstate(state["python_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 def make_optimizer(
     model,
     lr: float,
@@ -386,7 +400,6 @@ def _train_loop(
     """Shared loop. `batches_for_epoch(epoch)` returns a list of callables producing batches; the loop
     resumes inside an epoch by skipping the batches already done. `probe(model)`, if given, returns the
     model's input gain at every checkpoint (logged; the run stops below `args.min_input_gain`)."""
-    import torch
     from tqdm import tqdm
 
     optimizer, scheduler = make_optimizer(
@@ -395,15 +408,7 @@ def _train_loop(
     step, epoch, batch_in_epoch = 0, 0, 0
     state_extra = dict(extra_state or {})
     if args.resume and (ckpt := latest_checkpoint(run_dir)) is not None:
-        from transformers import BartForConditionalGeneration
-
-        loaded = BartForConditionalGeneration.from_pretrained(ckpt)
-        model.load_state_dict(loaded.state_dict())
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        random.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        state = restore_checkpoint(ckpt, model, optimizer, scheduler)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         state_extra.update(state.get("extra", {}))
         print(f"resumed from {ckpt} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
