@@ -4,8 +4,9 @@ Teacher forcing trains each next token on the reference's prefix; the served mod
 own greedy output. For every training review this stage samples `--samples` summaries from the model,
 scores each against the written reference (character ROUGE-L F1, as `evaluate` scores, minus a
 penalty for every summary character the review lacks and for a 但 the reference lacks), and raises
-the probability of the samples that beat the model's own greedy summary and lowers the others (Rennie et al. 2017's self-critical
-baseline). A share of plain teacher-forced loss on the same references keeps the language fluent.
+the probability of the samples that beat the model's own greedy summary and lowers the others
+(Rennie et al. 2017's self-critical baseline). A share of plain teacher-forced loss on the same
+references keeps the language fluent.
 
     python -m reviewsum_build.scst --init runs/v4 --data-dir ../shared/data --run-dir runs/scst --max-minutes 40
 
