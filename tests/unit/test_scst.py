@@ -84,7 +84,7 @@ def test_scst_loss_rewards_are_scored_against_each_reviews_own_reference(tiny_ch
     model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
     src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
     targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
-    args = argparse.Namespace(samples=2, absent_penalty=0.5, but_penalty=0.2)
+    args = argparse.Namespace(samples=2, absent_penalty=0.5, but_penalty=0.0)  # rewards lie in [-0.5, 1]
     loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
     assert loss.requires_grad and torch.isfinite(loss)
     assert -0.5 <= sample_reward <= 1.0 and -0.5 <= greedy_reward <= 1.0
