@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -81,16 +82,31 @@ def make_target(review: str, reference: str) -> Target:
     return Target(tuple(metrics.tokens(reference)), frozenset(metrics.tokens(review)))
 
 
-def reward(summary: str, target: Target, absent_penalty: float, but_penalty: float = 0.0) -> float:
+def reward(
+    summary: str, target: Target, absent_penalty: float, but_penalty: float = 0.0, faithful_only: bool = False
+) -> float:
     """ROUGE-L F1 against the reference, minus `absent_penalty` x the share of invented tokens, minus
-    `but_penalty` for a contrast (但) the reference does not draw."""
+    `but_penalty` for a contrast (但) the reference does not draw. With `faithful_only` a summary that
+    invents any token earns no ROUGE-L credit at all, so no overlap gain can pay for an invention."""
     toks = metrics.tokens(summary)
     if not toks:
         return 0.0
     content = [t for t in toks if t not in metrics.TEMPLATE_WORDS]
     invented = sum(t not in target.review_tokens for t in content) / max(1, len(content))
     spurious_but = "但" in toks and "但" not in target.reference
-    return rouge_l_f1(toks, target.reference) - absent_penalty * invented - but_penalty * spurious_but
+    overlap = 0.0 if faithful_only and invented else rouge_l_f1(toks, target.reference)
+    return overlap - absent_penalty * invented - but_penalty * spurious_but
+
+
+def leave_one_out_advantages(rewards: Sequence[float], k: int) -> list[float]:
+    """Each sample's reward minus the mean reward of the other k - 1 samples of the same review
+    (Kool et al. 2019): a baseline that needs no extra greedy decoding and is unbiased."""
+    out = []
+    for start in range(0, len(rewards), k):
+        group = rewards[start : start + k]
+        total = sum(group)
+        out.extend(r - (total - r) / (k - 1) for r in group)
+    return out
 
 
 def strip_generated(row: Sequence[int]) -> list[int]:
@@ -134,7 +150,11 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
     attention_mask = (input_ids != PAD_ID).long()
     model.eval()
     with torch.no_grad():
-        greedy = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=served)
+        greedy = (
+            model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=served)
+            if args.baseline == "greedy"
+            else None
+        )
         sampled = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -144,17 +164,22 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
             num_return_sequences=k,
         )
     model.train()
-    greedy_seqs = [strip_generated(r) for r in greedy.tolist()]
     sample_seqs = [strip_generated(r) for r in sampled.tolist()]
-    penalties = (args.absent_penalty, args.but_penalty)
-    greedy_r = [reward(t, tg, *penalties) for t, tg in zip(decode_texts(tokenizer, greedy_seqs), targets, strict=True)]
+    penalties = (args.absent_penalty, args.but_penalty, args.faithful_only)
     sample_r = [reward(t, targets[i // k], *penalties) for i, t in enumerate(decode_texts(tokenizer, sample_seqs))]
-    advantage = torch.tensor([r - greedy_r[i // k] for i, r in enumerate(sample_r)])
+    if greedy is None:
+        advantage = torch.tensor(leave_one_out_advantages(sample_r, k))
+        greedy_mean = float("nan")
+    else:
+        greedy_texts = decode_texts(tokenizer, [strip_generated(r) for r in greedy.tolist()])
+        greedy_r = [reward(t, tg, *penalties) for t, tg in zip(greedy_texts, targets, strict=True)]
+        advantage = torch.tensor([r - greedy_r[i // k] for i, r in enumerate(sample_r)])
+        greedy_mean = sum(greedy_r) / len(greedy_r)
     keep = [i for i, s in enumerate(sample_seqs) if s]
     rep = torch.tensor([i // k for i in keep])
     logp, lengths = sequence_log_probs(model, input_ids[rep], attention_mask[rep], [sample_seqs[i] for i in keep])
     loss = -(advantage[keep] * logp).sum() / lengths.sum()
-    return loss, sum(sample_r) / len(sample_r), sum(greedy_r) / len(greedy_r)
+    return loss, sum(sample_r) / len(sample_r), greedy_mean
 
 
 def batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
@@ -204,6 +229,12 @@ def run(args) -> dict:
         log.write(**row)
         print(json.dumps(row))
 
+    def keep_eval_weights() -> None:
+        # Averaging the weights of several evaluated steps (`reviewsum_build.average`) smooths out
+        # the step-to-step noise that a single best checkpoint picks up.
+        if args.keep_evals:
+            save_hf(model, tokenizer, args.run_dir / "steps" / f"step_{step:05d}")
+
     if step == 0:
         evaluate_dev()
     start = time.monotonic()
@@ -222,22 +253,26 @@ def run(args) -> dict:
         window.append((mle_loss.item(), sample_r, greedy_r))
         if step % args.log_every == 0:
             mle, samp, greedy = (sum(col) / len(window) for col in zip(*window, strict=True))
-            bar.set_postfix(greedy_reward=f"{greedy:.3f}", sample_reward=f"{samp:.3f}")
+            rewards = {"sample_reward": round(samp, 4)}
+            if not math.isnan(greedy):  # the leave-one-out baseline decodes no greedy summary
+                rewards["greedy_reward"] = round(greedy, 4)
+            bar.set_postfix({name: f"{value:.3f}" for name, value in rewards.items()})
             log.write(
                 step=step,
                 mle_loss=round(mle, 4),
-                sample_reward=round(samp, 4),
-                greedy_reward=round(greedy, 4),
+                **rewards,
                 lr=scheduler.get_last_lr()[0],
                 elapsed_s=round(time.monotonic() - start, 1),
             )
             window.clear()
         if step % args.eval_every == 0:
             evaluate_dev()
+            keep_eval_weights()
             save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
     bar.close()
     if step % args.eval_every:
         evaluate_dev()
+        keep_eval_weights()
         save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
     save_hf(model, tokenizer, args.run_dir / "final")
     minutes = (time.monotonic() - start) / 60
@@ -260,6 +295,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rl-weight", type=float, default=0.7, help="share of the self-critical loss; the rest is MLE")
     p.add_argument("--absent-penalty", type=float, default=2.0, help="reward lost per share of invented tokens")
     p.add_argument("--but-penalty", type=float, default=0.2, help="reward lost for a 但 the reference lacks")
+    p.add_argument(
+        "--baseline",
+        choices=("greedy", "loo"),
+        default="greedy",
+        help="what a sample must beat: the greedy summary, or the mean of the review's other samples",
+    )
+    p.add_argument("--faithful-only", action="store_true", help="no ROUGE-L credit for a summary that invents")
+    p.add_argument("--keep-evals", action="store_true", help="also save the weights at every dev evaluation")
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight-decay", type=float, default=0.01)

@@ -3,7 +3,6 @@ its log-probabilities are the teacher-forced loss's."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -84,10 +83,49 @@ def test_scst_loss_rewards_are_scored_against_each_reviews_own_reference(tiny_ch
     model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
     src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
     targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
-    args = argparse.Namespace(samples=2, absent_penalty=0.5, but_penalty=0.0)  # rewards lie in [-0.5, 1]
+    # rewards lie in [-0.5, 1] without the 但 penalty
+    args = scst.parse_args(["--init", "x", "--run-dir", "y", "--samples", "2", "--absent-penalty", "0.5"])
+    args.but_penalty = 0.0
     loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
     assert loss.requires_grad and torch.isfinite(loss)
     assert -0.5 <= sample_reward <= 1.0 and -0.5 <= greedy_reward <= 1.0
     assert model.training  # generation ran in eval mode; the gradient pass trains
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_scst_loss_with_the_leave_one_out_baseline_decodes_no_greedy_summary(tiny_checkpoint: Path):
+    import math
+
+    import torch
+    from transformers import BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
+    targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
+    args = scst.parse_args(["--init", "x", "--run-dir", "y", "--samples", "3", "--baseline", "loo", "--faithful-only"])
+    loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
+    assert math.isnan(greedy_reward)
+    assert torch.isfinite(loss) and -2.2 <= sample_reward <= 1.0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_leave_one_out_advantage_is_reward_minus_the_mean_of_the_others():
+    got = scst.leave_one_out_advantages([0.9, 0.3, 0.3, 0.1, 0.5, 0.5], k=3)
+    expected = [0.9 - 0.3, 0.3 - 0.6, 0.3 - 0.6, 0.1 - 0.5, 0.5 - 0.3, 0.5 - 0.3]
+    assert got == pytest.approx(expected)
+    assert scst.leave_one_out_advantages([0.4, 0.4], k=2) == [0.0, 0.0]  # equal samples teach nothing
+
+
+def test_faithful_only_takes_all_overlap_credit_from_a_summary_that_invents():
+    target = scst.make_target("屏幕效果非常棒，性价比高。", "屏幕效果棒，性价比高。")
+    faithful = "屏幕效果棒，性价比高。"
+    inventing = "屏幕效果棒，性价比超高。"  # 超 is not in the review
+    assert scst.reward(faithful, target, 0.0, faithful_only=True) == pytest.approx(1.0)
+    assert scst.reward(inventing, target, 0.0) > 0.8
+    assert scst.reward(inventing, target, 0.0, faithful_only=True) == 0.0
+    share = 1 / len(metrics.tokens(inventing))
+    assert scst.reward(inventing, target, 2.0, faithful_only=True) == pytest.approx(-2.0 * share)
