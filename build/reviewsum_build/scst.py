@@ -10,7 +10,12 @@ references keeps the language fluent.
 
     python -m reviewsum_build.scst --init runs/v4 --data-dir ../shared/data --run-dir runs/scst --max-minutes 40
 
-The defaults are the sixth session's second run (`docs/model_card.md`, Training).
+The defaults are the sixth session's second run (`docs/model_card.md`, Training). The seventh
+session's run compares each sample with the mean of the review's other samples instead of the greedy
+summary (`--baseline loo`, Kool et al. 2019: no greedy decoding per step), samples at `--temperature
+0.6` so the samples stay near what greedy decoding would write, gives no ROUGE-L credit to a summary
+that invents (`--faithful-only`), and keeps the weights of every evaluation (`--keep-evals`) for
+`reviewsum_build.average`.
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in
@@ -161,6 +166,7 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
             generation_config=served,
             do_sample=True,
             top_k=0,
+            temperature=args.temperature,
             num_return_sequences=k,
         )
     model.train()
@@ -300,6 +306,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("greedy", "loo"),
         default="greedy",
         help="what a sample must beat: the greedy summary, or the mean of the review's other samples",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature; below 1 samples stay nearer greedy"
     )
     p.add_argument("--faithful-only", action="store_true", help="no ROUGE-L credit for a summary that invents")
     p.add_argument("--keep-evals", action="store_true", help="also save the weights at every dev evaluation")

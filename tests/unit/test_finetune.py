@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from reviewsum_build import sources
-
-SHOP = [
-    ("手机", "1", "屏幕很清楚，电池耐用，拍照也不错"),
-    ("手机", "0", "发热严重，信号差，不推荐"),
-    ("书籍", "1", "印刷精美，内容充实，值得一读"),
-    ("书籍", "0", "纸张太薄，字迹模糊，有盗版嫌疑"),
-    ("水果", "1", "苹果很甜，个头大，物流快"),
-]
-
-
-def _reference(text: str, key: str, summary: str) -> str:
-    return json.dumps({"key": key, "digest": sources.text_digest(text), "summary": summary}, ensure_ascii=False)
-
-
-def _data_and_references(root: Path) -> tuple[Path, Path]:
-    data = root / "data"
-    data.mkdir()
-    with (data / "online_shopping_10_cats.train.csv").open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["cat", "label", "review"])
-        writer.writerows(SHOP)
-    refs = root / "refs"
-    refs.mkdir()
-    train = [_reference(SHOP[i][2], f"shop:{i}", s) for i, s in ((0, "屏幕清楚，电池耐用。"), (2, "印刷精美。"))]
-    (refs / "zh_train_1.jsonl").write_text("\n".join(train) + "\n", encoding="utf-8")
-    dev = [_reference(SHOP[1][2], "shop:1", "发热严重，信号差。")]
-    (refs / "zh_dev.jsonl").write_text("\n".join(dev) + "\n", encoding="utf-8")
-    return data, refs
+from tests.unit.fake_pairs import SHOP, data_and_references
 
 
 def test_finetune_mixes_silver_pairs_in_and_keeps_the_best_checkpoint(tiny_checkpoint: Path, tmp_path: Path):
-    data, refs = _data_and_references(tmp_path)
+    data, refs = data_and_references(tmp_path)
     silver = tmp_path / "silver.jsonl"
     rows = [
         {"key": "shop:3", "review": SHOP[3][2], "summary": "纸张太薄，字迹模糊。", "teacher": "t"},

@@ -129,3 +129,31 @@ def test_faithful_only_takes_all_overlap_credit_from_a_summary_that_invents():
     assert scst.reward(inventing, target, 0.0, faithful_only=True) == 0.0
     share = 1 / len(metrics.tokens(inventing))
     assert scst.reward(inventing, target, 2.0, faithful_only=True) == pytest.approx(-2.0 * share)
+
+
+def test_scst_run_end_to_end_keeps_every_evaluations_weights(tiny_checkpoint: Path, tmp_path: Path):
+    import json
+
+    from tests.unit.fake_pairs import data_and_references
+
+    data, refs = data_and_references(tmp_path)
+    run_dir = tmp_path / "run"
+    args = scst.parse_args(
+        [
+            *("--init", str(tiny_checkpoint), "--run-dir", str(run_dir), "--data-dir", str(data)),
+            *("--references-dir", str(refs), "--batch", "1", "--samples", "2", "--max-steps", "3"),
+            *("--eval-every", "2", "--log-every", "1", "--threads", "1", "--warmup", "1"),
+            *("--baseline", "loo", "--temperature", "0.6", "--faithful-only", "--keep-evals"),
+        ]
+    )
+
+    state = scst.run(args)
+
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["step"] for row in log if row.get("event") == "dev"] == [0, 2, 3]  # start, every 2, the end
+    steps = [row for row in log if "sample_reward" in row]
+    assert [row["step"] for row in steps] == [1, 2, 3]
+    assert all("greedy_reward" not in row for row in steps)  # the leave-one-out baseline decodes no greedy
+    assert sorted(p.name for p in (run_dir / "steps").iterdir()) == ["step_00002", "step_00003"]
+    assert (run_dir / "steps" / "step_00003" / "model.safetensors").exists()
+    assert 0.0 <= state["best_rougeL"] <= 100.0 and (run_dir / "best" / "model.safetensors").exists()
