@@ -74,43 +74,48 @@ def test_sequence_log_probs_match_the_teacher_forced_loss(tiny_checkpoint: Path)
     assert float(-logp.sum() / ntok) == pytest.approx(float(loss), rel=1e-5)
 
 
-def test_scst_loss_rewards_are_scored_against_each_reviews_own_reference(tiny_checkpoint: Path):
+def _scst_loss_on_tiny_model(checkpoint: Path, *options: str):
+    """The self-critical loss of the tiny model on three reviews that are their own references."""
     import torch
     from transformers import BartForConditionalGeneration
 
     torch.manual_seed(0)
-    tokenizer = load_tokenizer(tiny_checkpoint)
-    model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
+    model = BartForConditionalGeneration.from_pretrained(checkpoint)
     src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
     targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
-    # rewards lie in [-0.5, 1] without the 但 penalty
-    args = scst.parse_args(["--init", "x", "--run-dir", "y", "--samples", "2", "--absent-penalty", "0.5"])
-    args.but_penalty = 0.0
-    loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
+    args = scst.parse_args(["--init", "x", "--run-dir", "y", *options])
+    return model, *scst.scst_loss(model, tokenizer, src, targets, args)
+
+
+def _has_gradients(model) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_scst_loss_rewards_are_scored_against_each_reviews_own_reference(tiny_checkpoint: Path):
+    import torch
+
+    # without the 但 penalty, rewards lie in [-0.5, 1]
+    options = ("--samples", "2", "--absent-penalty", "0.5", "--but-penalty", "0")
+    model, loss, sample_reward, greedy_reward = _scst_loss_on_tiny_model(tiny_checkpoint, *options)
     assert loss.requires_grad and torch.isfinite(loss)
     assert -0.5 <= sample_reward <= 1.0 and -0.5 <= greedy_reward <= 1.0
     assert model.training  # generation ran in eval mode; the gradient pass trains
     loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert _has_gradients(model)
 
 
 def test_scst_loss_with_the_leave_one_out_baseline_decodes_no_greedy_summary(tiny_checkpoint: Path):
     import math
 
     import torch
-    from transformers import BartForConditionalGeneration
 
-    torch.manual_seed(0)
-    tokenizer = load_tokenizer(tiny_checkpoint)
-    model = BartForConditionalGeneration.from_pretrained(tiny_checkpoint)
-    src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
-    targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
-    args = scst.parse_args(["--init", "x", "--run-dir", "y", "--samples", "3", "--baseline", "loo", "--faithful-only"])
-    loss, sample_reward, greedy_reward = scst.scst_loss(model, tokenizer, src, targets, args)
+    options = ("--samples", "3", "--baseline", "loo", "--faithful-only")
+    model, loss, sample_reward, greedy_reward = _scst_loss_on_tiny_model(tiny_checkpoint, *options)
     assert math.isnan(greedy_reward)
-    assert torch.isfinite(loss) and -2.2 <= sample_reward <= 1.0
+    assert torch.isfinite(loss) and -2.2 <= sample_reward <= 1.0  # penalties 2.0 (absent) and 0.2 (但)
     loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert _has_gradients(model)
 
 
 def test_leave_one_out_advantage_is_reward_minus_the_mean_of_the_others():
