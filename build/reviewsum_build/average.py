@@ -1,10 +1,11 @@
 """Average the weights of several checkpoints of one model into a new checkpoint.
 
-Checkpoints saved a few dozen steps apart along one fine-tuning run lie close together; their mean
-usually scores at least as well as the best of them and is less tied to the noise of one dev
-evaluation (Izmailov et al. 2018, stochastic weight averaging).
+Checkpoints saved a few dozen steps apart along one fine-tuning run lie close together, so their mean
+is a working model of the same kind (Izmailov et al. 2018, stochastic weight averaging) that does not
+hinge on one step's dev evaluation. On this project it scored about the mean of its inputs, not more
+(seventh session, `docs/model_card.md`, Training).
 
-    python -m reviewsum_build.average --out runs/scst3/avg runs/scst3/steps/step_00400 runs/scst3/steps/step_00450
+    python -m reviewsum_build.average --out runs/scst4/avg runs/scst4/steps/step_00400 runs/scst4/steps/step_00450
 
 All checkpoints must share the architecture (same tensor names and shapes) and the tokenizer; the
 configuration, generation config and tokenizer are copied from the first. `averaged_from.json` in the

@@ -236,8 +236,8 @@ def run(args) -> dict:
         print(json.dumps(row))
 
     def keep_eval_weights() -> None:
-        # Averaging the weights of several evaluated steps (`reviewsum_build.average`) smooths out
-        # the step-to-step noise that a single best checkpoint picks up.
+        # `best` keeps only the top dev score; every evaluated step's weights let a later choice
+        # (another split, another metric, `reviewsum_build.average`) be made without retraining.
         if args.keep_evals:
             save_hf(model, tokenizer, args.run_dir / "steps" / f"step_{step:05d}")
 
@@ -325,7 +325,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --run-dir")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.baseline == "loo" and args.samples < 2:
+        p.error("--baseline loo compares each sample with the others: it needs --samples 2 or more")
+    if args.temperature <= 0:
+        p.error(f"--temperature must be positive, got {args.temperature}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,3 +162,13 @@ def test_scst_run_end_to_end_keeps_every_evaluations_weights(tiny_checkpoint: Pa
     assert sorted(p.name for p in (run_dir / "steps").iterdir()) == ["step_00002", "step_00003"]
     assert (run_dir / "steps" / "step_00003" / "model.safetensors").exists()
     assert 0.0 <= state["best_rougeL"] <= 100.0 and (run_dir / "best" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(("--baseline", "loo", "--samples", "1"), "needs --samples 2"), (("--temperature", "0"), "must be positive")],
+)
+def test_options_that_cannot_work_are_refused(options: tuple[str, ...], message: str, capsys):
+    with pytest.raises(SystemExit):
+        scst.parse_args(["--init", "x", "--run-dir", "y", *options])
+    assert message in capsys.readouterr().err
