@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -143,7 +142,8 @@ def decode_texts(tokenizer, sequences: Sequence[Sequence[int]]) -> list[str]:
 
 
 def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[Target], args) -> tuple:
-    """Self-critical policy-gradient loss for one batch, and (mean sample reward, mean greedy reward)."""
+    """Self-critical policy-gradient loss for one batch, and (mean sample reward, mean greedy reward);
+    the greedy reward is None with the leave-one-out baseline, which decodes no greedy summary."""
     import torch
 
     from reviewsum_build.modeling import generation_config
@@ -175,7 +175,7 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
     sample_r = [reward(t, targets[i // k], *penalties) for i, t in enumerate(decode_texts(tokenizer, sample_seqs))]
     if greedy is None:
         advantage = torch.tensor(leave_one_out_advantages(sample_r, k))
-        greedy_mean = float("nan")
+        greedy_mean = None
     else:
         greedy_texts = decode_texts(tokenizer, [strip_generated(r) for r in greedy.tolist()])
         greedy_r = [reward(t, tg, *penalties) for t, tg in zip(greedy_texts, targets, strict=True)]
@@ -246,7 +246,7 @@ def run(args) -> dict:
     start = time.monotonic()
     deadline = start + args.max_minutes * 60 if args.max_minutes else None
     bar = tqdm(total=total, initial=step, desc=args.run_dir.name, dynamic_ncols=True, mininterval=5)
-    window: list[tuple[float, float, float]] = []
+    window: dict[str, list[float]] = {}
     while step < total and (deadline is None or time.monotonic() < deadline):
         epoch, index = divmod(step, steps_per_epoch)
         group = epoch_batches(epoch)[index]
@@ -256,17 +256,16 @@ def run(args) -> dict:
         optimizer_step(model, optimizer, scheduler, args.rl_weight * rl_loss + (1 - args.rl_weight) * mle_loss)
         step += 1
         bar.update(1)
-        window.append((mle_loss.item(), sample_r, greedy_r))
+        observed = {"mle_loss": mle_loss.item(), "sample_reward": sample_r, "greedy_reward": greedy_r}
+        for name, value in observed.items():
+            if value is not None:
+                window.setdefault(name, []).append(value)
         if step % args.log_every == 0:
-            mle, samp, greedy = (sum(col) / len(window) for col in zip(*window, strict=True))
-            rewards = {"sample_reward": round(samp, 4)}
-            if not math.isnan(greedy):  # the leave-one-out baseline decodes no greedy summary
-                rewards["greedy_reward"] = round(greedy, 4)
-            bar.set_postfix({name: f"{value:.3f}" for name, value in rewards.items()})
+            means = {name: round(sum(values) / len(values), 4) for name, values in window.items()}
+            bar.set_postfix({name: f"{value:.3f}" for name, value in means.items() if name != "mle_loss"})
             log.write(
                 step=step,
-                mle_loss=round(mle, 4),
-                **rewards,
+                **means,
                 lr=scheduler.get_last_lr()[0],
                 elapsed_s=round(time.monotonic() - start, 1),
             )
