@@ -235,11 +235,13 @@ def run(args) -> dict:
         log.write(**row)
         print(json.dumps(row))
 
-    def keep_eval_weights() -> None:
+    def evaluate_and_checkpoint() -> None:
+        evaluate_dev()
         # `best` keeps only the top dev score; every evaluated step's weights let a later choice
         # (another split, another metric, `reviewsum_build.average`) be made without retraining.
         if args.keep_evals:
             save_hf(model, tokenizer, args.run_dir / "steps" / f"step_{step:05d}")
+        save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
 
     if step == 0:
         evaluate_dev()
@@ -271,14 +273,10 @@ def run(args) -> dict:
             )
             window.clear()
         if step % args.eval_every == 0:
-            evaluate_dev()
-            keep_eval_weights()
-            save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
+            evaluate_and_checkpoint()
     bar.close()
     if step % args.eval_every:
-        evaluate_dev()
-        keep_eval_weights()
-        save_checkpoint(args.run_dir, step, model, tokenizer, optimizer, scheduler, {"extra": state})
+        evaluate_and_checkpoint()
     save_hf(model, tokenizer, args.run_dir / "final")
     minutes = (time.monotonic() - start) / 60
     log.write(event="stop", step=step, minutes=round(minutes, 2), **state)
