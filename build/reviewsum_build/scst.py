@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reviewsum_build import metrics
+from reviewsum_build import metrics, sentiment
 from reviewsum_build.sources import DEFAULT_DATA_DIR
 from reviewsum_build.train import (
     RunLog,
@@ -76,14 +76,26 @@ def rouge_l_f1(prediction: Sequence[str], reference: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class Target:
-    """What a sampled summary is scored against: the reference's tokens and the review's token set."""
+    """What a sampled summary is scored against: the reference's tokens, the review's token set and,
+    with a polarity judge, the judge's positive probability for the reference."""
 
     reference: tuple[str, ...]
     review_tokens: frozenset[str]
+    reference_positive: float | None = None
 
 
-def make_target(review: str, reference: str) -> Target:
-    return Target(tuple(metrics.tokens(reference)), frozenset(metrics.tokens(review)))
+def make_target(review: str, reference: str, reference_positive: float | None = None) -> Target:
+    return Target(tuple(metrics.tokens(reference)), frozenset(metrics.tokens(review)), reference_positive)
+
+
+def polarity_bonuses(judge, texts: Sequence[str], targets: Sequence[Target], weight: float) -> list[float]:
+    """`weight` x (1 - |p(text) - p(reference)|) under the judge: full credit for a summary the judge
+    reads exactly as it reads the written reference, none for the opposite reading. The reference,
+    not the review, is the anchor: it is short summary-style text whose polarity a person checked."""
+    if judge is None or weight == 0:
+        return [0.0] * len(texts)
+    probabilities = judge.positive_probability(texts)
+    return [weight * (1 - abs(p - t.reference_positive)) for p, t in zip(probabilities, targets, strict=True)]
 
 
 def reward(
@@ -141,7 +153,15 @@ def decode_texts(tokenizer, sequences: Sequence[Sequence[int]]) -> list[str]:
     return [tokenizer.decode([t for t in s if t != EOS_ID]) for s in sequences]
 
 
-def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[Target], args) -> tuple:
+def full_rewards(texts: Sequence[str], targets: Sequence[Target], args, judge) -> list[float]:
+    """`reward` for each text plus, with a polarity judge, its polarity bonus."""
+    penalties = (args.absent_penalty, args.but_penalty, args.faithful_only)
+    base = [reward(t, tg, *penalties) for t, tg in zip(texts, targets, strict=True)]
+    bonus = polarity_bonuses(judge, texts, targets, args.polarity_weight)
+    return [b + p for b, p in zip(base, bonus, strict=True)]
+
+
+def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[Target], args, judge=None) -> tuple:
     """Self-critical policy-gradient loss for one batch, and (mean sample reward, mean greedy reward);
     the greedy reward is None with the leave-one-out baseline, which decodes no greedy summary."""
     import torch
@@ -171,14 +191,14 @@ def scst_loss(model, tokenizer, src: Sequence[Sequence[int]], targets: Sequence[
         )
     model.train()
     sample_seqs = [strip_generated(r) for r in sampled.tolist()]
-    penalties = (args.absent_penalty, args.but_penalty, args.faithful_only)
-    sample_r = [reward(t, targets[i // k], *penalties) for i, t in enumerate(decode_texts(tokenizer, sample_seqs))]
+    sample_targets = [targets[i // k] for i in range(len(sample_seqs))]
+    sample_r = full_rewards(decode_texts(tokenizer, sample_seqs), sample_targets, args, judge)
     if greedy is None:
         advantage = torch.tensor(leave_one_out_advantages(sample_r, k))
         greedy_mean = None
     else:
         greedy_texts = decode_texts(tokenizer, [strip_generated(r) for r in greedy.tolist()])
-        greedy_r = [reward(t, tg, *penalties) for t, tg in zip(greedy_texts, targets, strict=True)]
+        greedy_r = full_rewards(greedy_texts, targets, args, judge)
         advantage = torch.tensor([r - greedy_r[i // k] for i, r in enumerate(sample_r)])
         greedy_mean = sum(greedy_r) / len(greedy_r)
     keep = [i for i, s in enumerate(sample_seqs) if s]
@@ -205,7 +225,9 @@ def run(args) -> dict:
         raise SystemExit(f"need training and dev pairs; found {len(train)} train, {len(dev)} dev in {args.data_dir}")
     src = encode_all(tokenizer, [p.review for p in train], MAX_SOURCE_TOKENS)
     tgt = encode_all(tokenizer, [p.summary for p in train], MAX_SUMMARY_TOKENS)
-    targets = [make_target(p.review, p.summary) for p in train]
+    judge = sentiment.load(args.polarity_judge) if args.polarity_judge else None
+    reference_positive = judge.positive_probability([p.summary for p in train]) if judge else [None] * len(train)
+    targets = [make_target(p.review, p.summary, q) for p, q in zip(train, reference_positive, strict=True)]
     dev_src = encode_all(tokenizer, [p.review for p in dev], MAX_SOURCE_TOKENS)
     steps_per_epoch = -(-len(train) // args.batch)
 
@@ -253,7 +275,8 @@ def run(args) -> dict:
         epoch, index = divmod(step, steps_per_epoch)
         group = epoch_batches(epoch)[index]
         batch_src = [src[i] for i in group]
-        rl_loss, sample_r, greedy_r = scst_loss(model, tokenizer, batch_src, [targets[i] for i in group], args)
+        batch_targets = [targets[i] for i in group]
+        rl_loss, sample_r, greedy_r = scst_loss(model, tokenizer, batch_src, batch_targets, args, judge)
         mle_loss, _ = seq2seq_loss(model, make_batch(batch_src, [tgt[i] for i in group]), args.label_smoothing)
         optimizer_step(model, optimizer, scheduler, args.rl_weight * rl_loss + (1 - args.rl_weight) * mle_loss)
         step += 1
@@ -308,6 +331,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--temperature", type=float, default=1.0, help="sampling temperature; below 1 samples stay nearer greedy"
     )
     p.add_argument("--faithful-only", action="store_true", help="no ROUGE-L credit for a summary that invents")
+    p.add_argument(
+        "--polarity-judge",
+        type=Path,
+        default=None,
+        help="a pickled classifier from `python -m reviewsum_build.sentiment`; use one other than the evaluation's",
+    )
+    p.add_argument(
+        "--polarity-weight",
+        type=float,
+        default=0.0,
+        help="reward for a summary the judge reads as it reads the reference (needs --polarity-judge)",
+    )
     p.add_argument("--keep-evals", action="store_true", help="also save the weights at every dev evaluation")
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--warmup", type=int, default=20)
@@ -325,6 +360,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.baseline == "loo" and args.samples < 2:
         p.error("--baseline loo compares each sample with the others: it needs --samples 2 or more")
+    if args.polarity_weight < 0 or (args.polarity_weight > 0) != (args.polarity_judge is not None):
+        p.error("--polarity-weight (positive) and --polarity-judge go together")
+    if args.polarity_judge is not None and not args.polarity_judge.is_file():
+        p.error(f"--polarity-judge {args.polarity_judge}: no such file (make one with reviewsum_build.sentiment)")
     if args.temperature <= 0:
         p.error(f"--temperature must be positive, got {args.temperature}")
     return args

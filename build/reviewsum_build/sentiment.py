@@ -8,12 +8,15 @@ English) with every dev-set review removed, by key and by text. Cached as a pick
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from reviewsum_build import corpus
+from reviewsum_build.sources import DEFAULT_DATA_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / "runs" / "sentiment" / "classifier.pkl"
@@ -62,42 +65,60 @@ class PolarityClassifier:
         return [float(p[1]) for p in self.pipeline.predict_proba(list(texts))]
 
 
-def train_classifier(examples: Sequence[tuple[str, int]], seed: int = 0) -> PolarityClassifier:
+@dataclass(frozen=True)
+class JudgeSpec:
+    """The classifier's settings; the defaults are the evaluation's judge since the first session."""
+
+    ngram_max: int = 3
+    max_features: int = 300_000
+    c: float = 4.0
+    seed: int = 0
+
+
+def train_classifier(examples: Sequence[tuple[str, int]], spec: JudgeSpec = JudgeSpec()) -> PolarityClassifier:
+    """Fit on 95% of `examples` (shuffled with `spec.seed`) and measure accuracy on the other 5%."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     rows = list(examples)
-    random.Random(seed).shuffle(rows)
+    random.Random(spec.seed).shuffle(rows)
     cut = max(1, len(rows) // 20)
     held, train = rows[:cut], rows[cut:]
-
-    def fit(data):
-        pipe = make_pipeline(
-            TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, max_features=300_000, sublinear_tf=True),
-            LogisticRegression(C=4.0, max_iter=1000, class_weight="balanced"),
-        )
-        pipe.fit([t for t, _ in data], [y for _, y in data])
-        return pipe
-
-    pipe = fit(train)
+    pipe = make_pipeline(
+        TfidfVectorizer(
+            analyzer="char",
+            ngram_range=(1, spec.ngram_max),
+            min_df=2,
+            max_features=spec.max_features,
+            sublinear_tf=True,
+        ),
+        LogisticRegression(C=spec.c, max_iter=1000, class_weight="balanced"),
+    )
+    pipe.fit([t for t, _ in train], [y for _, y in train])
     accuracy = sum(int(p) == y for p, (_, y) in zip(pipe.predict([t for t, _ in held]), held, strict=True))
     return PolarityClassifier(pipe, accuracy / len(held), len(train))
 
 
-def load_or_train(data_dir: Path, cache: Path = DEFAULT_CACHE) -> PolarityClassifier:
-    if cache.exists():
-        with cache.open("rb") as f:
-            return pickle.load(f)
-    classifier = train_classifier(labelled_reviews(data_dir))
+def load(path: Path) -> PolarityClassifier:
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+def train_and_save(data_dir: Path, cache: Path, spec: JudgeSpec = JudgeSpec()) -> PolarityClassifier:
+    classifier = train_classifier(labelled_reviews(data_dir), spec)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("wb") as f:
         pickle.dump(classifier, f)
     print(
         f"polarity classifier: {classifier.train_size} training reviews, "
-        f"held-out accuracy {100 * classifier.held_out_accuracy:.1f}% (cached at {cache})"
+        f"held-out accuracy {100 * classifier.held_out_accuracy:.2f}% (cached at {cache})"
     )
     return classifier
+
+
+def load_or_train(data_dir: Path, cache: Path = DEFAULT_CACHE) -> PolarityClassifier:
+    return load(cache) if cache.exists() else train_and_save(data_dir, cache)
 
 
 def agreement(classifier: PolarityClassifier, reviews: Sequence[str], summaries: Sequence[str]) -> float:
@@ -105,3 +126,30 @@ def agreement(classifier: PolarityClassifier, reviews: Sequence[str], summaries:
     a = classifier.predict(reviews)
     b = classifier.predict(summaries)
     return 100 * sum(x == y for x, y in zip(a, b, strict=True)) / max(1, len(a))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a polarity classifier on the labelled corpora and save it.")
+    p.add_argument("--out", type=Path, required=True, help="where to write the pickled classifier")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument("--ngram-max", type=int, default=JudgeSpec.ngram_max, help="longest character n-gram")
+    p.add_argument("--max-features", type=int, default=JudgeSpec.max_features)
+    p.add_argument("--C", dest="c", type=float, default=JudgeSpec.c, help="inverse regularisation strength")
+    p.add_argument("--seed", type=int, default=JudgeSpec.seed, help="shuffles the 95/5 train/held-out split")
+    args = p.parse_args(argv)
+    if args.ngram_max < 1 or args.max_features < 1 or args.c <= 0:
+        p.error("--ngram-max and --max-features must be at least 1 and --C positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    train_and_save(args.data_dir, args.out, JudgeSpec(args.ngram_max, args.max_features, args.c, args.seed))
+
+
+if __name__ == "__main__":
+    # Run through the importable module: a classifier pickled from `__main__` could only be loaded
+    # by this very command, not by `evaluate` or `scst`.
+    from reviewsum_build import sentiment
+
+    sentiment.main()

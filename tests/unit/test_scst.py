@@ -74,7 +74,7 @@ def test_sequence_log_probs_match_the_teacher_forced_loss(tiny_checkpoint: Path)
     assert float(-logp.sum() / ntok) == pytest.approx(float(loss), rel=1e-5)
 
 
-def _scst_loss_on_tiny_model(checkpoint: Path, *options: str):
+def _scst_loss_on_tiny_model(checkpoint: Path, *options: str, judge=None, polarity_weight: float = 0.0):
     """The self-critical loss of the tiny model on three reviews that are their own references."""
     import torch
     from transformers import BartForConditionalGeneration
@@ -83,9 +83,10 @@ def _scst_loss_on_tiny_model(checkpoint: Path, *options: str):
     tokenizer = load_tokenizer(checkpoint)
     model = BartForConditionalGeneration.from_pretrained(checkpoint)
     src = train.encode_all(tokenizer, TINY_CORPUS[:3], 64)
-    targets = [scst.make_target(t, t) for t in TINY_CORPUS[:3]]
+    targets = [scst.make_target(t, t, reference_positive=0.5) for t in TINY_CORPUS[:3]]
     args = scst.parse_args(["--init", "x", "--run-dir", "y", *options])
-    return model, *scst.scst_loss(model, tokenizer, src, targets, args)
+    args.polarity_weight = polarity_weight  # the judge is handed over directly, not loaded from a file
+    return model, *scst.scst_loss(model, tokenizer, src, targets, args, judge)
 
 
 def _has_gradients(model) -> bool:
@@ -162,9 +163,53 @@ def test_scst_run_end_to_end_keeps_every_evaluations_weights(tiny_checkpoint: Pa
     assert 0.0 <= state["best_rougeL"] <= 100.0 and (run_dir / "best" / "model.safetensors").exists()
 
 
+class _LexiconJudge:
+    """A stand-in polarity judge: positive probability 0.9 with 好 in the text, 0.2 with 差, else 0.5."""
+
+    def positive_probability(self, texts):
+        return [0.9 if "好" in t else 0.2 if "差" in t else 0.5 for t in texts]
+
+
+def test_polarity_bonus_is_the_weight_times_how_close_the_judge_reads_summary_and_reference():
+    judge = _LexiconJudge()
+    target = scst.make_target("质量好，但物流差。", "质量好。", reference_positive=0.9)
+    texts = ["质量好。", "物流差。", "质量。"]
+    assert scst.polarity_bonuses(judge, texts, [target] * 3, 0.5) == pytest.approx([0.5, 0.5 * 0.3, 0.5 * 0.6])
+    assert scst.polarity_bonuses(None, texts, [target] * 3, 0.5) == [0.0, 0.0, 0.0]
+
+
+def test_scst_loss_adds_the_polarity_bonus_to_every_sample_and_greedy_reward(tiny_checkpoint: Path):
+    # a judge that reads every text at 0.5, as it reads the references: each reward gains the weight
+    class Undecided:
+        def positive_probability(self, texts):
+            return [0.5] * len(texts)
+
+    options = ("--samples", "2")
+    _, _, plain_sample, plain_greedy = _scst_loss_on_tiny_model(tiny_checkpoint, *options)
+    weighted = {"judge": Undecided(), "polarity_weight": 0.25}
+    _, _, sample, greedy = _scst_loss_on_tiny_model(tiny_checkpoint, *options, **weighted)
+    assert sample == pytest.approx(plain_sample + 0.25) and greedy == pytest.approx(plain_greedy + 0.25)
+
+
+def test_full_rewards_add_the_polarity_bonus_to_the_overlap_reward():
+    args = scst.parse_args(["--init", "x", "--run-dir", "y", "--absent-penalty", "0", "--but-penalty", "0"])
+    args.polarity_weight = 0.5
+    target = scst.make_target("质量好，但物流差。", "质量好。", reference_positive=0.9)
+    same, flipped = scst.full_rewards(["质量好。", "物流差。"], [target, target], args, _LexiconJudge())
+    assert same == pytest.approx(1.0 + 0.5)
+    assert flipped == pytest.approx(0.0 + 0.5 * 0.3)  # no overlap with 质量好, and the opposite reading
+    assert scst.full_rewards(["质量好。"], [target], args, None) == [pytest.approx(1.0)]  # no judge, no bonus
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(("--baseline", "loo", "--samples", "1"), "needs --samples 2"), (("--temperature", "0"), "must be positive")],
+    [
+        (("--baseline", "loo", "--samples", "1"), "needs --samples 2"),
+        (("--temperature", "0"), "must be positive"),
+        (("--polarity-weight", "0.5"), "go together"),
+        (("--polarity-judge", "judge.pkl"), "go together"),
+        (("--polarity-judge", "no/such/judge.pkl", "--polarity-weight", "0.5"), "no such file"),
+    ],
 )
 def test_options_that_cannot_work_are_refused(options: tuple[str, ...], message: str, capsys):
     with pytest.raises(SystemExit):

@@ -1,0 +1,66 @@
+"""The polarity judge: settings, held-out accuracy and the command that trains and saves one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reviewsum_build import sentiment
+
+POSITIVE = ["质量很好，很满意", "物流快，好评", "非常好用，推荐", "不错，值得买", "很喜欢，好看"]
+NEGATIVE = ["质量太差，退货", "物流慢，差评", "非常难用，失望", "坏了，不值", "很失望，难看"]
+
+
+def _examples(copies: int = 8) -> list[tuple[str, int]]:
+    rows = [(t, 1) for t in POSITIVE] + [(t, 0) for t in NEGATIVE]
+    return [(f"{t}{'！' * i}", y) for i in range(copies) for t, y in rows]
+
+
+def test_the_default_spec_is_the_evaluations_judge():
+    assert sentiment.JudgeSpec() == sentiment.JudgeSpec(ngram_max=3, max_features=300_000, c=4.0, seed=0)
+
+
+def test_a_judge_learns_separable_polarity_and_measures_it_held_out():
+    judge = sentiment.train_classifier(_examples(), sentiment.JudgeSpec(ngram_max=2, seed=3))
+    assert judge.train_size == 76  # 80 examples, 1 in 20 held out
+    assert judge.held_out_accuracy == 1.0
+    assert judge.predict(["质量很好", "质量太差"]) == [1, 0]
+    good, bad = judge.positive_probability(["很满意，好评", "很失望，差评"])
+    assert good > 0.5 > bad
+    assert sentiment.agreement(judge, ["很满意", "很失望"], ["好评", "好评"]) == pytest.approx(50.0)
+
+
+def test_training_is_deterministic_so_a_fresh_machine_rebuilds_the_same_judge():
+    texts = ["还行吧，好评", "差评，还行"]
+    a = sentiment.train_classifier(_examples(), sentiment.JudgeSpec(seed=1))
+    b = sentiment.train_classifier(_examples(), sentiment.JudgeSpec(seed=1))
+    assert a.positive_probability(texts) == b.positive_probability(texts)
+
+
+def test_the_command_trains_with_its_settings_and_saves(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir: _examples())
+    out = tmp_path / "judge.pkl"
+    sentiment.main(["--out", str(out), "--ngram-max", "2", "--max-features", "50", "--C", "2"])
+    judge = sentiment.load(out)
+    vectorizer, regression = judge.pipeline.steps[0][1], judge.pipeline.steps[1][1]
+    assert vectorizer.ngram_range == (1, 2) and vectorizer.max_features == 50 and regression.C == 2.0
+    assert judge.predict(["质量很好"]) == [1]
+
+
+def test_a_judge_saved_by_the_command_line_loads_in_other_modules(tmp_path: Path, monkeypatch):
+    import pickle
+    import runpy
+
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir: _examples())
+    out = tmp_path / "judge.pkl"
+    monkeypatch.setattr("sys.argv", ["sentiment", "--out", str(out), "--ngram-max", "2"])
+    runpy.run_module("reviewsum_build.sentiment", run_name="__main__")
+    assert b"__main__" not in out.read_bytes()
+    assert isinstance(pickle.loads(out.read_bytes()), sentiment.PolarityClassifier)
+
+
+@pytest.mark.parametrize("option", [("--ngram-max", "0"), ("--C", "0"), ("--max-features", "0")])
+def test_settings_that_cannot_train_are_refused(option: tuple[str, str], capsys):
+    with pytest.raises(SystemExit):
+        sentiment.parse_args(["--out", "x.pkl", *option])
+    assert "must be" in capsys.readouterr().err
