@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
     from reviewsum_build.annotation import load_pairs
-    from reviewsum_build.sentiment import load_or_train
+    from reviewsum_build.sentiment import fingerprint, load_or_train
 
     data_dir = args.data_dir.resolve()
     pairs, skipped = load_pairs(data_dir)
@@ -191,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     references = [p.summary for p in dev]
     print(f"dev: {len(dev)} pairs ({', '.join(sorted({p.language for p in dev}))}); skipped {skipped}")
     classifier = load_or_train(data_dir)
+    judge = fingerprint(classifier, reviews)
+    print(
+        f"polarity judge: {judge['train_size']} training texts, held-out {judge['held_out_accuracy']}%, "
+        f"scikit-learn {judge['sklearn_version'] or 'unrecorded'}; labels {judge['reviews_positive']} dev reviews "
+        f"positive, digest {judge['review_labels_digest']} (compare polarity only between equal digests)"
+    )
 
     outputs: dict[str, list[str]] = {"references": references}
     timings: dict[str, float] = {}
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"review (但 exempt), {row['spurious_but']}/{len(dev)} with 但 where the reference has none"
             )
 
-    report: dict = {"dev_pairs": len(dev), "rows": rows, "generation_seconds": timings}
+    report: dict = {"dev_pairs": len(dev), "polarity_judge": judge, "rows": rows, "generation_seconds": timings}
     model_names = [n for n in outputs if n.startswith("model")]
     if len(model_names) > 1:
         base = next((n for n in model_names if "PyTorch" in n and n.endswith("greedy")), None)

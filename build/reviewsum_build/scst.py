@@ -15,7 +15,11 @@ session's run compares each sample with the mean of the review's other samples i
 summary (`--baseline loo`, Kool et al. 2019: no greedy decoding per step), samples at `--temperature
 0.6` so the samples stay near what greedy decoding would write, gives no ROUGE-L credit to a summary
 that invents (`--faithful-only`), and keeps the weights of every evaluation (`--keep-evals`) for
-`reviewsum_build.average`.
+`reviewsum_build.average`. The eighth session's run adds a polarity term (`--polarity-judge`,
+`--polarity-weight`): credit for a summary that a polarity classifier reads as it reads the written
+reference. Train that judge with other settings and another split than the evaluation's
+(`python -m reviewsum_build.sentiment --out ... --ngram-max 4 --seed 1`), or the stage learns the
+evaluation judge's quirks rather than the review's polarity.
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in

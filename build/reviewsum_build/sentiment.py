@@ -9,6 +9,7 @@ English) with every dev-set review removed, by key and by text. Cached as a pick
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import random
 from collections.abc import Sequence
@@ -53,10 +54,11 @@ def labelled_reviews(data_dir: Path, with_train_summaries: bool = True) -> list[
 
 
 class PolarityClassifier:
-    def __init__(self, pipeline, held_out_accuracy: float, train_size: int):
+    def __init__(self, pipeline, held_out_accuracy: float, train_size: int, sklearn_version: str | None = None):
         self.pipeline = pipeline
         self.held_out_accuracy = held_out_accuracy
         self.train_size = train_size
+        self.sklearn_version = sklearn_version
 
     def predict(self, texts: Sequence[str]) -> list[int]:
         return [int(x) for x in self.pipeline.predict(list(texts))]
@@ -77,6 +79,7 @@ class JudgeSpec:
 
 def train_classifier(examples: Sequence[tuple[str, int]], spec: JudgeSpec = JudgeSpec()) -> PolarityClassifier:
     """Fit on 95% of `examples` (shuffled with `spec.seed`) and measure accuracy on the other 5%."""
+    import sklearn
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -97,7 +100,7 @@ def train_classifier(examples: Sequence[tuple[str, int]], spec: JudgeSpec = Judg
     )
     pipe.fit([t for t, _ in train], [y for _, y in train])
     accuracy = sum(int(p) == y for p, (_, y) in zip(pipe.predict([t for t, _ in held]), held, strict=True))
-    return PolarityClassifier(pipe, accuracy / len(held), len(train))
+    return PolarityClassifier(pipe, accuracy / len(held), len(train), sklearn.__version__)
 
 
 def load(path: Path) -> PolarityClassifier:
@@ -119,6 +122,21 @@ def train_and_save(data_dir: Path, cache: Path, spec: JudgeSpec = JudgeSpec()) -
 
 def load_or_train(data_dir: Path, cache: Path = DEFAULT_CACHE) -> PolarityClassifier:
     return load(cache) if cache.exists() else train_and_save(data_dir, cache)
+
+
+def fingerprint(classifier: PolarityClassifier, reviews: Sequence[str]) -> dict:
+    """What identifies a judge across machines: its training figures and how it labels `reviews`.
+
+    Retraining on the same texts with another scikit-learn or CPU can flip a few labels and move
+    agreement by most of a point, so tables are comparable only when the digests match."""
+    labels = classifier.predict(reviews)
+    return {
+        "train_size": classifier.train_size,
+        "held_out_accuracy": round(100 * classifier.held_out_accuracy, 2),
+        "sklearn_version": getattr(classifier, "sklearn_version", None),  # None: pickled before it was kept
+        "reviews_positive": sum(labels),
+        "review_labels_digest": hashlib.sha1(bytes(labels)).hexdigest()[:10],
+    }
 
 
 def agreement(classifier: PolarityClassifier, reviews: Sequence[str], summaries: Sequence[str]) -> float:

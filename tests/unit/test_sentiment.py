@@ -37,6 +37,27 @@ def test_training_is_deterministic_so_a_fresh_machine_rebuilds_the_same_judge():
     assert a.positive_probability(texts) == b.positive_probability(texts)
 
 
+def test_the_fingerprint_tells_judges_apart_by_how_they_label_the_reviews():
+    import sklearn
+
+    reviews = ["质量很好", "质量太差", "还行"]
+    a = sentiment.train_classifier(_examples(), sentiment.JudgeSpec(seed=1))
+    same = sentiment.fingerprint(a, reviews)
+    assert same == sentiment.fingerprint(sentiment.train_classifier(_examples(), sentiment.JudgeSpec(seed=1)), reviews)
+    assert same["sklearn_version"] == sklearn.__version__ and same["train_size"] == 76
+    assert same["reviews_positive"] == sum(a.predict(reviews))
+
+    class Contrary:  # the same figures, every label flipped
+        def __init__(self, judge):
+            self.judge, self.train_size, self.held_out_accuracy = judge, judge.train_size, judge.held_out_accuracy
+
+        def predict(self, texts):
+            return [1 - y for y in self.judge.predict(texts)]
+
+    other = sentiment.fingerprint(Contrary(a), reviews)
+    assert other["review_labels_digest"] != same["review_labels_digest"] and other["sklearn_version"] is None
+
+
 def test_the_command_trains_with_its_settings_and_saves(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir: _examples())
     out = tmp_path / "judge.pkl"
@@ -47,6 +68,7 @@ def test_the_command_trains_with_its_settings_and_saves(tmp_path: Path, monkeypa
     assert judge.predict(["质量很好"]) == [1]
 
 
+@pytest.mark.filterwarnings("ignore:'reviewsum_build.sentiment' found in sys.modules:RuntimeWarning")
 def test_a_judge_saved_by_the_command_line_loads_in_other_modules(tmp_path: Path, monkeypatch):
     import pickle
     import runpy
