@@ -18,8 +18,10 @@ that invents (`--faithful-only`), and keeps the weights of every evaluation (`--
 `reviewsum_build.average`. The eighth session's run adds a polarity term (`--polarity-judge`,
 `--polarity-weight`): credit for a summary that a polarity classifier reads as it reads the written
 reference. Train that judge with other settings and another split than the evaluation's
-(`python -m reviewsum_build.sentiment --out ... --ngram-max 4 --seed 1`), or the stage learns the
-evaluation judge's quirks rather than the review's polarity.
+(`python -m reviewsum_build.sentiment --out ... --ngram-max 4 --seed 1`), so the stage is not taught
+the evaluation judge's own quirks. That run did not move dev polarity; a judge that has seen the
+training references (the default) reads them too confidently to teach much, so the next run should
+use one trained `--without-train-summaries`.
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in

@@ -108,8 +108,10 @@ def load(path: Path) -> PolarityClassifier:
         return pickle.load(f)
 
 
-def train_and_save(data_dir: Path, cache: Path, spec: JudgeSpec = JudgeSpec()) -> PolarityClassifier:
-    classifier = train_classifier(labelled_reviews(data_dir), spec)
+def train_and_save(
+    data_dir: Path, cache: Path, spec: JudgeSpec = JudgeSpec(), with_train_summaries: bool = True
+) -> PolarityClassifier:
+    classifier = train_classifier(labelled_reviews(data_dir, with_train_summaries), spec)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("wb") as f:
         pickle.dump(classifier, f)
@@ -154,6 +156,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-features", type=int, default=JudgeSpec.max_features)
     p.add_argument("--C", dest="c", type=float, default=JudgeSpec.c, help="inverse regularisation strength")
     p.add_argument("--seed", type=int, default=JudgeSpec.seed, help="shuffles the 95/5 train/held-out split")
+    p.add_argument(
+        "--without-train-summaries",
+        action="store_true",
+        help="train on the labelled reviews only, not also on the training references with their review's label",
+    )
     args = p.parse_args(argv)
     if args.ngram_max < 1 or args.max_features < 1 or args.c <= 0:
         p.error("--ngram-max and --max-features must be at least 1 and --C positive")
@@ -162,7 +169,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    train_and_save(args.data_dir, args.out, JudgeSpec(args.ngram_max, args.max_features, args.c, args.seed))
+    spec = JudgeSpec(args.ngram_max, args.max_features, args.c, args.seed)
+    train_and_save(args.data_dir, args.out, spec, with_train_summaries=not args.without_train_summaries)
 
 
 if __name__ == "__main__":

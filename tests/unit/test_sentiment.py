@@ -59,7 +59,7 @@ def test_the_fingerprint_tells_judges_apart_by_how_they_label_the_reviews():
 
 
 def test_the_command_trains_with_its_settings_and_saves(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir: _examples())
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir, with_summaries: _examples())
     out = tmp_path / "judge.pkl"
     sentiment.main(["--out", str(out), "--ngram-max", "2", "--max-features", "50", "--C", "2"])
     judge = sentiment.load(out)
@@ -73,12 +73,25 @@ def test_a_judge_saved_by_the_command_line_loads_in_other_modules(tmp_path: Path
     import pickle
     import runpy
 
-    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir: _examples())
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir, with_summaries: _examples())
     out = tmp_path / "judge.pkl"
     monkeypatch.setattr("sys.argv", ["sentiment", "--out", str(out), "--ngram-max", "2"])
     runpy.run_module("reviewsum_build.sentiment", run_name="__main__")
     assert b"__main__" not in out.read_bytes()
     assert isinstance(pickle.loads(out.read_bytes()), sentiment.PolarityClassifier)
+
+
+def test_the_command_can_leave_the_training_references_out(tmp_path: Path, monkeypatch):
+    asked = []
+
+    def labelled(data_dir, with_summaries):
+        asked.append(with_summaries)
+        return _examples()
+
+    monkeypatch.setattr(sentiment, "labelled_reviews", labelled)
+    sentiment.main(["--out", str(tmp_path / "a.pkl")])
+    sentiment.main(["--out", str(tmp_path / "b.pkl"), "--without-train-summaries"])
+    assert asked == [True, False]
 
 
 @pytest.mark.parametrize("option", [("--ngram-max", "0"), ("--C", "0"), ("--max-features", "0")])
