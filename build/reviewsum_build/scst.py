@@ -19,9 +19,9 @@ that invents (`--faithful-only`), and keeps the weights of every evaluation (`--
 `--polarity-weight`): credit for a summary that a polarity classifier reads as it reads the written
 reference. Train that judge with other settings and another split than the evaluation's
 (`python -m reviewsum_build.sentiment --out ... --ngram-max 4 --seed 1`), so the stage is not taught
-the evaluation judge's own quirks. That run did not move dev polarity; a judge that has seen the
-training references (the default) reads them too confidently to teach much, so the next run should
-use one trained `--without-train-summaries`.
+the evaluation judge's own quirks. Neither that run nor one with a judge trained
+`--without-train-summaries` moved dev polarity: at temperature 0.6 a review's samples rarely differ in
+polarity, so against the leave-one-out baseline the term mostly cancels.
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in
