@@ -97,7 +97,7 @@ def make_target(review: str, reference: str, reference_positive: float | None = 
 def polarity_bonuses(judge, texts: Sequence[str], targets: Sequence[Target], weight: float) -> list[float]:
     """`weight` x (1 - |p(text) - p(reference)|) under the judge: full credit for a summary the judge
     reads exactly as it reads the written reference, none for the opposite reading. The reference,
-    not the review, is the anchor: it is short summary-style text whose polarity a person checked."""
+    not the review, is the anchor: short summary-style text written to keep the review's polarity."""
     if judge is None or weight == 0:
         return [0.0] * len(texts)
     probabilities = judge.positive_probability(texts)
