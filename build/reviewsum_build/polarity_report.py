@@ -33,9 +33,8 @@ def read_predictions(eval_dir: Path) -> tuple[list[dict], list[str]]:
     return rows, [name for name in rows[0] if name not in FIXED_FIELDS]
 
 
-def disagreements(judge, reviews: Sequence[str], summaries: Sequence[str]) -> list[int]:
-    """Indices where the judge labels the summary differently from its review."""
-    review_labels = judge.predict(reviews)
+def disagreements(review_labels: Sequence[int], judge, summaries: Sequence[str]) -> list[int]:
+    """Indices where the judge labels the summary differently from its review's label."""
     summary_labels = judge.predict(summaries)
     return [i for i, (a, b) in enumerate(zip(review_labels, summary_labels, strict=True)) if a != b]
 
@@ -43,10 +42,14 @@ def disagreements(judge, reviews: Sequence[str], summaries: Sequence[str]) -> li
 def agreement_table(rows: list[dict], systems: Sequence[str], judges: dict[str, object]) -> list[list[str]]:
     """One line per system: its name and its polarity agreement (x100) under each judge."""
     reviews = [r["review"] for r in rows]
+    review_labels = {name: judge.predict(reviews) for name, judge in judges.items()}  # once per judge
     table = []
     for system in systems:
         summaries = [r[system] for r in rows]
-        cells = [f"{100 * (1 - len(disagreements(j, reviews, summaries)) / len(rows)):.1f}" for j in judges.values()]
+        cells = [
+            f"{100 * (1 - len(disagreements(review_labels[name], judge, summaries)) / len(rows)):.1f}"
+            for name, judge in judges.items()
+        ]
         table.append([system, *cells])
     return table
 
@@ -85,12 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(rows)} dev reviews; polarity agreement % (summary and review get the same label):")
     print(format_table(["system", *judges], agreement_table(rows, systems, judges)))
     if args.list_system is not None:
-        first = next(iter(judges.values()))
-        reviews = [r["review"] for r in rows]
+        name, first = next(iter(judges.items()))
+        labels = first.predict([r["review"] for r in rows])
         summaries = [r[args.list_system] for r in rows]
-        labels = dict(enumerate(first.predict(reviews)))
-        found = disagreements(first, reviews, summaries)
-        print(f"\n{args.list_system}: {len(found)} disagreements under {next(iter(judges))} (review label first)")
+        found = disagreements(labels, first, summaries)
+        print(f"\n{args.list_system}: {len(found)} disagreements under {name} (review label first)")
         for i in found:
             print(f"- {rows[i]['key']} [{labels[i]}] {rows[i]['review']}\n  -> {summaries[i]}")
 

@@ -44,9 +44,9 @@ def test_systems_are_every_column_but_the_review_fields(eval_dir: Path):
 
 def test_disagreements_are_where_summary_and_review_get_different_labels():
     judge = KeywordJudge("好用")
-    reviews = [r["review"] for r in ROWS]
-    assert polarity_report.disagreements(judge, reviews, [r["references"] for r in ROWS]) == [2]
-    assert polarity_report.disagreements(judge, reviews, [r["model"] for r in ROWS]) == [1]
+    labels = judge.predict([r["review"] for r in ROWS])
+    assert polarity_report.disagreements(labels, judge, [r["references"] for r in ROWS]) == [2]
+    assert polarity_report.disagreements(labels, judge, [r["model"] for r in ROWS]) == [1]
 
 
 def test_the_table_scores_each_system_under_each_judge(eval_dir: Path, capsys):
