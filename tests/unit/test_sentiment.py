@@ -17,7 +17,18 @@ def _examples(copies: int = 8) -> list[tuple[str, int]]:
 
 
 def test_the_default_spec_is_the_evaluations_judge():
-    assert sentiment.JudgeSpec() == sentiment.JudgeSpec(ngram_max=3, max_features=300_000, c=4.0, seed=0)
+    assert sentiment.JudgeSpec() == sentiment.JudgeSpec(
+        ngram_max=4, max_features=1_000_000, c=1.0, seed=0, word_ngram_max=3, word_max_features=1_000_000, model="svm"
+    )
+
+
+def test_the_svm_judge_gives_probabilities_on_the_side_of_its_decisions():
+    judge = sentiment.train_classifier(_examples(), sentiment.JudgeSpec(ngram_max=2, word_ngram_max=2, seed=3))
+    texts = ["质量很好，很满意", "质量太差，很失望", "还行吧，好评", "差评，还行"]
+    probabilities = judge.positive_probability(texts)
+    assert all(0 < p < 1 for p in probabilities)
+    assert [int(p > 0.5) for p in probabilities] == judge.predict(texts)
+    assert probabilities[0] > 0.5 > probabilities[1]
 
 
 def test_a_judge_learns_separable_polarity_and_measures_it_held_out():
@@ -61,11 +72,37 @@ def test_the_fingerprint_tells_judges_apart_by_how_they_label_the_reviews():
 def test_the_command_trains_with_its_settings_and_saves(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir, with_summaries: _examples())
     out = tmp_path / "judge.pkl"
-    sentiment.main(["--out", str(out), "--ngram-max", "2", "--max-features", "50", "--C", "2"])
+    sentiment.main(["--out", str(out), "--ngram-max", "2", "--max-features", "50", "--C", "2", "--word-ngram-max", "2"])
     judge = sentiment.load(out)
-    vectorizer, regression = judge.pipeline.steps[0][1], judge.pipeline.steps[1][1]
-    assert vectorizer.ngram_range == (1, 2) and vectorizer.max_features == 50 and regression.C == 2.0
+    union, svm = judge.pipeline.steps[0][1], judge.pipeline.steps[1][1]
+    (_, chars), (_, words) = union.transformer_list
+    assert chars.analyzer == "char" and chars.ngram_range == (1, 2) and chars.max_features == 50
+    assert words.tokenizer is sentiment.jieba_words and words.ngram_range == (1, 2)
+    assert type(svm).__name__ == "LinearSVC" and svm.C == 2.0
+    assert judge.spec == sentiment.JudgeSpec(ngram_max=2, max_features=50, c=2.0, word_ngram_max=2)
     assert judge.predict(["质量很好"]) == [1]
+
+
+def test_the_command_still_trains_the_first_sessions_judge(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir, with_summaries: _examples())
+    out = tmp_path / "judge.pkl"
+    argv = ["--ngram-max", "3", "--max-features", "300000", "--C", "4", "--word-ngram-max", "0", "--model", "logistic"]
+    sentiment.main(["--out", str(out), *argv])
+    vectorizer, regression = sentiment.load(out).pipeline.steps[0][1], sentiment.load(out).pipeline.steps[1][1]
+    assert vectorizer.analyzer == "char" and vectorizer.ngram_range == (1, 3)
+    assert type(regression).__name__ == "LogisticRegression" and regression.C == 4.0
+
+
+def test_a_cached_judge_with_other_settings_is_retrained(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(sentiment, "labelled_reviews", lambda data_dir, with_summaries=True: _examples())
+    cache = tmp_path / "classifier.pkl"
+    sentiment.main(["--out", str(cache), "--word-ngram-max", "0", "--model", "logistic"])
+    judge = sentiment.load_or_train(tmp_path, cache)
+    assert judge.spec == sentiment.JudgeSpec()
+    assert sentiment.load(cache).spec == sentiment.JudgeSpec()  # the cache now holds the current judge
+    assert sentiment.load_or_train(tmp_path, cache).positive_probability(["很好"]) == judge.positive_probability(
+        ["很好"]
+    )
 
 
 @pytest.mark.filterwarnings("ignore:'reviewsum_build.sentiment' found in sys.modules:RuntimeWarning")
@@ -94,8 +131,17 @@ def test_the_command_can_leave_the_training_references_out(tmp_path: Path, monke
     assert asked == [True, False]
 
 
-@pytest.mark.parametrize("option", [("--ngram-max", "0"), ("--C", "0"), ("--max-features", "0")])
-def test_settings_that_cannot_train_are_refused(option: tuple[str, str], capsys):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--ngram-max", "0"), "must be"),
+        (("--C", "0"), "must be"),
+        (("--max-features", "0"), "must be"),
+        (("--word-ngram-max", "-1"), "--word-ngram-max must be"),
+        (("--model", "forest"), "invalid choice: 'forest'"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused(option: tuple[str, str], message: str, capsys):
     with pytest.raises(SystemExit):
         sentiment.parse_args(["--out", "x.pkl", *option])
-    assert "must be" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -1,0 +1,305 @@
+"""Hand-judged polarity agreement: blind batches for annotators, their judgements, and the score.
+
+The classifier behind `evaluate`'s polarity column is right on about 94% of held-out reviews, so on
+300 dev pairs its errors are as large as the differences it is asked to show. This command measures
+the same thing by reading: annotators see each dev review with its distinct candidate summaries
+(shuffled, under opaque ids, no system names) and say, per summary, whether it keeps the review's
+polarity (build/data/polarity_audit/RUBRIC.md). Judgements are kept by (review key, summary text),
+so a new model's evaluation needs only its new summaries judged.
+
+    python -m reviewsum_build.polarity_audit batches runs/eval/s9 --out runs/audit/s9   # to annotate
+    python -m reviewsum_build.polarity_audit collect runs/audit/s9 --annotator-prefix s9-
+    python -m reviewsum_build.polarity_audit score runs/eval/s9 [--list SYSTEM]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reviewsum_build.polarity_report import format_table, read_predictions
+
+AUDIT_DIR = Path(__file__).resolve().parents[1] / "data" / "polarity_audit"
+DEFAULT_JUDGEMENTS = AUDIT_DIR / "judgements.jsonl"
+RUBRIC = AUDIT_DIR / "RUBRIC.md"
+PROBLEMS = ("opposite", "aspect_reversed", "dropped_dominant_side", "garbled", "no_opinion", "other")
+REVIEW_POLARITIES = ("positive", "negative", "mixed", "neutral")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    key: str
+    summary: str
+    annotator: str
+    review_polarity: str
+    keeps: bool
+    problem: str | None
+    why: str
+
+
+def read_judgements(path: Path) -> list[Judgement]:
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Judgement(**json.loads(line)) for line in lines if line.strip()]
+
+
+def by_pair(judgements: Iterable[Judgement]) -> dict[tuple[str, str], list[Judgement]]:
+    out: dict[tuple[str, str], list[Judgement]] = defaultdict(list)
+    for j in judgements:
+        out[(j.key, j.summary)].append(j)
+    return out
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def pairs_to_judge(
+    rows: Sequence[dict], systems: Sequence[str], judged: dict[tuple[str, str], list[Judgement]], judges: int
+) -> dict[str, list[str]]:
+    """Per review key, its distinct summaries that have fewer than `judges` judgements."""
+    todo: dict[str, list[str]] = {}
+    for row in rows:
+        summaries = []
+        for system in systems:
+            text = row[system]
+            if text not in summaries and len(judged.get((row["key"], text), [])) < judges:
+                summaries.append(text)
+        if summaries:
+            todo[row["key"]] = summaries
+    return todo
+
+
+def write_batches(
+    rows: Sequence[dict], todo: dict[str, list[str]], out: Path, judges: int, per_batch: int, seed: int
+) -> list[Path]:
+    """Blind batch files: every review in `judges` different batches, summaries shuffled under opaque ids.
+
+    The id -> (key, summary) map goes to `out/key.json`, which annotators must not be shown."""
+    rng = random.Random(seed)
+    reviews = {r["key"]: r["review"] for r in rows}
+    sids = {(k, s): secrets.token_hex(4) for k, texts in todo.items() for s in texts}
+    keys = list(todo)
+    rng.shuffle(keys)
+    groups = [keys[i : i + per_batch] for i in range(0, len(keys), per_batch)]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for copy in range(judges):
+        for g, group in enumerate(groups):
+            number = copy * len(groups) + g + 1
+            order = list(group)
+            rng.shuffle(order)
+            path = out / f"batch_{number}.jsonl"
+            with path.open("w", encoding="utf-8") as f:
+                for n, key in enumerate(order):
+                    texts = list(todo[key])
+                    rng.shuffle(texts)
+                    item = {
+                        "item": f"{number}-{n:03d}",
+                        "review": reviews[key],
+                        "summaries": [{"sid": sids[(key, t)], "text": t} for t in texts],
+                    }
+                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
+            paths.append(path)
+    key_map = {sid: {"key": k, "summary": s} for (k, s), sid in sids.items()}
+    (out / "key.json").write_text(json.dumps(key_map, ensure_ascii=False, indent=0), encoding="utf-8")
+    shutil.copy(RUBRIC, out / "RUBRIC.md")
+    return paths
+
+
+# --- collect ---------------------------------------------------------------------------------
+
+
+def answers_to_judgements(batch: Path, answers: Path, key_map: dict, annotator: str) -> list[Judgement]:
+    """One annotator's answers, checked against their batch: every item and summary id exactly once."""
+    items = {}
+    for line in batch.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        items[item["item"]] = {s["sid"] for s in item["summaries"]}
+    found: list[Judgement] = []
+    seen_items = set()
+    for n, line in enumerate(answers.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{answers}:{n}"
+        answer = json.loads(line)
+        item = answer.get("item")
+        if item not in items or item in seen_items:
+            raise ValueError(f"{where}: item {item!r} is not in {batch.name} or is answered twice")
+        seen_items.add(item)
+        polarity = answer.get("review_polarity")
+        if polarity not in REVIEW_POLARITIES:
+            raise ValueError(f"{where}: review_polarity {polarity!r} is not one of {', '.join(REVIEW_POLARITIES)}")
+        sids = [j.get("sid") for j in answer.get("judgements", [])]
+        if sorted(sids) != sorted(items[item]):
+            raise ValueError(f"{where}: judged ids {sorted(sids)} are not the item's {sorted(items[item])}")
+        for j in answer["judgements"]:
+            found.append(_judgement(j, key_map, annotator, polarity, where))
+    missing = sorted(set(items) - seen_items)
+    if missing:
+        raise ValueError(f"{answers}: {len(missing)} items of {batch.name} unanswered, first {missing[0]}")
+    return found
+
+
+def _judgement(answer: dict, key_map: dict, annotator: str, polarity: str, where: str) -> Judgement:
+    keeps, problem, why = answer.get("keeps"), answer.get("problem"), answer.get("why") or ""
+    if not isinstance(keeps, bool):
+        raise ValueError(f"{where}: sid {answer['sid']}: keeps must be true or false, got {keeps!r}")
+    if keeps and problem is not None:
+        raise ValueError(f"{where}: sid {answer['sid']}: a kept summary has problem {problem!r}")
+    if not keeps and (problem not in PROBLEMS or not why.strip()):
+        raise ValueError(f"{where}: sid {answer['sid']}: keeps=false needs a problem ({', '.join(PROBLEMS)}) and why")
+    pair = key_map[answer["sid"]]
+    return Judgement(pair["key"], pair["summary"], annotator, polarity, keeps, problem, why.strip())
+
+
+def collect(batch_dir: Path, judgements_path: Path, annotator_prefix: str) -> int:
+    """Append every answered batch's judgements; refuses the lot if any answers file is malformed."""
+    key_map = json.loads((batch_dir / "key.json").read_text(encoding="utf-8"))
+    new: list[Judgement] = []
+    for batch in sorted(batch_dir.glob("batch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])):
+        answers = batch_dir / batch.name.replace("batch_", "answers_")
+        if not answers.is_file():
+            raise ValueError(f"{answers}: missing (every batch needs its answers before collecting)")
+        new += answers_to_judgements(batch, answers, key_map, f"{annotator_prefix}{batch.stem}")
+    already = {(j.key, j.summary, j.annotator) for j in read_judgements(judgements_path)}
+    clash = [j for j in new if (j.key, j.summary, j.annotator) in already]
+    if clash:
+        raise ValueError(
+            f"{judgements_path}: already holds {len(clash)} of these judgements (annotator {clash[0].annotator})"
+        )
+    judgements_path.parent.mkdir(parents=True, exist_ok=True)
+    with judgements_path.open("a", encoding="utf-8") as f:
+        for j in new:
+            f.write(json.dumps(asdict(j), ensure_ascii=False) + "\n")
+    return len(new)
+
+
+# --- score -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SystemScore:
+    system: str
+    judged: int  # summaries with at least one judgement
+    unjudged: int
+    kept_by_all: float  # % of judged summaries every annotator says keep polarity
+    kept_by_any: float
+    split: int  # summaries the annotators disagree on
+    problems: dict[str, int]  # problem -> summaries with it (named by any annotator)
+
+
+def score_system(rows: Sequence[dict], system: str, judged: dict[tuple[str, str], list[Judgement]]) -> SystemScore:
+    verdicts = [judged.get((r["key"], r[system]), []) for r in rows]
+    present = [v for v in verdicts if v]
+    problems: dict[str, int] = defaultdict(int)
+    for v in present:
+        for problem in {j.problem for j in v if not j.keeps}:
+            problems[problem] += 1
+    n = max(1, len(present))
+    return SystemScore(
+        system=system,
+        judged=len(present),
+        unjudged=len(verdicts) - len(present),
+        kept_by_all=100 * sum(all(j.keeps for j in v) for v in present) / n,
+        kept_by_any=100 * sum(any(j.keeps for j in v) for v in present) / n,
+        split=sum(len({j.keeps for j in v}) > 1 for v in present),
+        problems=dict(sorted(problems.items(), key=lambda kv: -kv[1])),
+    )
+
+
+def score_table(scores: Sequence[SystemScore]) -> str:
+    header = ["system", "judged", "kept by all annotators %", "kept by any %", "split", "problems (any annotator)"]
+    lines = [
+        [
+            s.system,
+            f"{s.judged}" + (f" ({s.unjudged} unjudged)" if s.unjudged else ""),
+            f"{s.kept_by_all:.1f}",
+            f"{s.kept_by_any:.1f}",
+            str(s.split),
+            ", ".join(f"{p} {c}" for p, c in s.problems.items()) or "-",
+        ]
+        for s in scores
+    ]
+    return format_table(header, lines)
+
+
+def not_kept(rows: Sequence[dict], system: str, judged: dict[tuple[str, str], list[Judgement]]) -> list[str]:
+    """Readable lines for every summary at least one annotator says does not keep polarity."""
+    out = []
+    for row in rows:
+        verdicts = judged.get((row["key"], row[system]), [])
+        if any(not j.keeps for j in verdicts):
+            votes = "; ".join(f"{j.annotator}: {'keeps' if j.keeps else f'{j.problem}: {j.why}'}" for j in verdicts)
+            out.append(f"- {row['key']} {row['review']}\n  -> {row[system]}\n  [{votes}]")
+    return out
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("batches", help="write blind batches of the summaries not yet judged enough")
+    b.add_argument("eval_dir", type=Path, help="an `evaluate --out` directory holding predictions.jsonl")
+    b.add_argument("--out", type=Path, required=True, help="directory for batch_N.jsonl, key.json and the rubric")
+    b.add_argument("--judges", type=int, default=2, help="independent annotators per summary")
+    b.add_argument("--per-batch", type=int, default=75, help="reviews per batch")
+    b.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("collect", help="add the answers_N.jsonl of a batch directory to the judgements")
+    c.add_argument("batch_dir", type=Path)
+    c.add_argument("--annotator-prefix", required=True, help="names this round's annotators, e.g. s9-")
+    s = sub.add_parser("score", help="hand-judged polarity agreement of every system in an evaluation")
+    s.add_argument("eval_dir", type=Path)
+    s.add_argument("--list", dest="list_system", default=None, help="print this system's summaries judged not kept")
+    for sp in (b, c, s):
+        sp.add_argument("--judgements", type=Path, default=DEFAULT_JUDGEMENTS)
+    args = p.parse_args(argv)
+    if args.command == "batches" and (args.judges < 1 or args.per_batch < 1):
+        p.error("--judges and --per-batch must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.command == "collect":
+        try:
+            added = collect(args.batch_dir, args.judgements, args.annotator_prefix)
+        except (ValueError, KeyError) as e:
+            raise SystemExit(f"collect: nothing added: {e}") from e
+        print(f"added {added} judgements to {args.judgements}")
+        return
+    rows, systems = read_predictions(args.eval_dir)
+    judged = by_pair(read_judgements(args.judgements))
+    if args.command == "batches":
+        todo = pairs_to_judge(rows, systems, judged, args.judges)
+        if not todo:
+            print("every summary already has enough judgements; nothing to write")
+            return
+        paths = write_batches(rows, todo, args.out, args.judges, args.per_batch, args.seed)
+        count = sum(len(t) for t in todo.values())
+        print(
+            f"{count} summaries of {len(todo)} reviews, {args.judges} judges each: {len(paths)} batches in {args.out}"
+        )
+        print(f"give annotators RUBRIC.md and one batch each, never {args.out / 'key.json'}")
+        return
+    if args.list_system is not None and args.list_system not in systems:
+        raise SystemExit(f"--list {args.list_system!r}: not in {args.eval_dir}; systems: {', '.join(systems)}")
+    print(f"{len(rows)} dev reviews; hand-judged polarity agreement ({args.judgements}):")
+    print(score_table([score_system(rows, system, judged) for system in systems]))
+    if args.list_system is not None:
+        lines = not_kept(rows, args.list_system, judged)
+        print(f"\n{args.list_system}: {len(lines)} summaries judged not to keep polarity by at least one annotator")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Hand-judged polarity: blind batches, collecting annotators' answers, and the score per system."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from reviewsum_build import polarity_audit as audit
+
+REF, MODEL = "references", "model PyTorch runs/v5 greedy"
+ROWS = [
+    {
+        "key": "a",
+        "category": "手机",
+        "review": "性能出色，但电池不耐用",
+        REF: "性能出色，但电池不耐用。",
+        MODEL: "性能差。",
+    },
+    {"key": "b", "category": "水果", "review": "很新鲜，好吃", REF: "新鲜好吃。", MODEL: "新鲜好吃。"},
+    {"key": "c", "category": "酒店", "review": "房间脏，服务差", REF: "房间脏，服务差。", MODEL: "房间服务。"},
+]
+
+
+def _write_eval(tmp_path: Path, rows=ROWS) -> Path:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    (eval_dir / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return eval_dir
+
+
+def _read_batches(batch_dir: Path) -> dict[str, list[dict]]:
+    return {
+        p.name: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()]
+        for p in sorted(batch_dir.glob("batch_*.jsonl"))
+    }
+
+
+def _answer_all(batch_dir: Path, verdict) -> None:
+    """Answer every batch; `verdict(summary_text)` -> (keeps, problem, why)."""
+    key_map = json.loads((batch_dir / "key.json").read_text(encoding="utf-8"))
+    for name, items in _read_batches(batch_dir).items():
+        answers = []
+        for item in items:
+            judged = []
+            for s in item["summaries"]:
+                keeps, problem, why = verdict(key_map[s["sid"]]["summary"], name)
+                judged.append({"sid": s["sid"], "keeps": keeps, "problem": problem, "why": why})
+            answers.append({"item": item["item"], "review_polarity": "mixed", "judgements": judged})
+        text = "\n".join(json.dumps(a, ensure_ascii=False) for a in answers) + "\n"
+        (batch_dir / name.replace("batch_", "answers_")).write_text(text, encoding="utf-8")
+
+
+def _model_fails(summary: str, batch: str):
+    if summary == "性能差。":
+        return False, "opposite", "评论说性能出色"
+    if summary == "房间服务。":  # the two annotators of this review disagree
+        return (
+            (True, None, "")
+            if batch.startswith("batch_1") or batch.startswith("batch_2")
+            else (
+                False,
+                "no_opinion",
+                "没有评价",
+            )
+        )
+    return True, None, ""
+
+
+def test_batches_are_blind_deduplicated_and_give_each_review_to_every_judge(tmp_path: Path):
+    eval_dir, out = _write_eval(tmp_path), tmp_path / "batches"
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--judges", "2", "--per-batch", "2",
+                "--judgements", str(tmp_path / "none.jsonl")])  # fmt: skip
+    batches = _read_batches(out)
+    assert len(batches) == 4  # 3 reviews in groups of 2 -> 2 batches, twice
+    text = "".join(p.read_text(encoding="utf-8") for p in out.glob("batch_*.jsonl"))
+    assert "references" not in text and "PyTorch" not in text and '"key"' not in text
+    seen: dict[str, int] = {}
+    for items in batches.values():
+        for item in items:
+            seen[item["review"]] = seen.get(item["review"], 0) + 1
+            if item["review"] == "很新鲜，好吃":  # reference and model wrote the same summary: judged once
+                assert [s["text"] for s in item["summaries"]] == ["新鲜好吃。"]
+    assert seen == {"性能出色，但电池不耐用": 2, "很新鲜，好吃": 2, "房间脏，服务差": 2}
+    key_map = json.loads((out / "key.json").read_text(encoding="utf-8"))
+    assert sorted(v["summary"] for v in key_map.values()) == sorted(
+        ["性能出色，但电池不耐用。", "性能差。", "新鲜好吃。", "房间脏，服务差。", "房间服务。"]
+    )
+    assert (out / "RUBRIC.md").read_text(encoding="utf-8") == audit.RUBRIC.read_text(encoding="utf-8")
+
+
+def test_collected_answers_score_each_system_by_all_and_by_any_annotator(tmp_path: Path, capsys):
+    eval_dir, out, store = _write_eval(tmp_path), tmp_path / "batches", tmp_path / "judgements.jsonl"
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--per-batch", "2", "--judgements", str(store)])
+    _answer_all(out, _model_fails)
+    audit.main(["collect", str(out), "--annotator-prefix", "t-", "--judgements", str(store)])
+    judgements = audit.read_judgements(store)
+    assert len(judgements) == 10  # 5 distinct summaries x 2 annotators
+    assert {j.annotator for j in judgements} == {"t-batch_1", "t-batch_2", "t-batch_3", "t-batch_4"}
+
+    judged = audit.by_pair(judgements)
+    ref = audit.score_system(ROWS, REF, judged)
+    model = audit.score_system(ROWS, MODEL, judged)
+    assert (ref.judged, ref.kept_by_all, ref.kept_by_any, ref.split) == (3, 100.0, 100.0, 0)
+    assert (model.judged, model.unjudged, model.split) == (3, 0, 1)
+    assert model.kept_by_all == pytest.approx(100 / 3) and model.kept_by_any == pytest.approx(200 / 3)
+    assert model.problems == {"opposite": 1, "no_opinion": 1}
+
+    audit.main(["score", str(eval_dir), "--judgements", str(store), "--list", MODEL])
+    printed = capsys.readouterr().out
+    assert "| model PyTorch runs/v5 greedy | 3 | 33.3 | 66.7 | 1 | opposite 1, no_opinion 1 |" in printed
+    assert "2 summaries judged not to keep polarity" in printed and "opposite: 评论说性能出色" in printed
+
+
+def test_only_summaries_without_enough_judgements_go_out_again(tmp_path: Path):
+    eval_dir, store = _write_eval(tmp_path), tmp_path / "judgements.jsonl"
+    audit.main(["batches", str(eval_dir), "--out", str(tmp_path / "r1"), "--judgements", str(store)])
+    _answer_all(tmp_path / "r1", _model_fails)
+    audit.main(["collect", str(tmp_path / "r1"), "--annotator-prefix", "r1-", "--judgements", str(store)])
+    new_model = [dict(r, **{"model v6": r[MODEL] if r["key"] != "c" else "房间脏。"}) for r in ROWS]
+    todo = audit.pairs_to_judge(new_model, [REF, MODEL, "model v6"], audit.by_pair(audit.read_judgements(store)), 2)
+    assert todo == {"c": ["房间脏。"]}
+    score = audit.score_system(new_model, "model v6", audit.by_pair(audit.read_judgements(store)))
+    assert (score.judged, score.unjudged) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda a: a["judgements"].pop(), "are not the item's"),
+        (lambda a: a["judgements"][0].update(keeps=False, problem=None, why=""), "needs a problem"),
+        (lambda a: a["judgements"][0].update(keeps="yes"), "keeps must be true or false"),
+        (lambda a: a.update(review_polarity="good"), "review_polarity 'good'"),
+        (lambda a: a.update(item="9-999"), "is not in batch_1.jsonl"),
+    ],
+)
+def test_a_malformed_answers_file_is_refused_and_nothing_is_added(tmp_path: Path, corrupt, message: str, capsys):
+    eval_dir, out, store = _write_eval(tmp_path), tmp_path / "batches", tmp_path / "judgements.jsonl"
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--judgements", str(store)])
+    _answer_all(out, _model_fails)
+    answers_path = out / "answers_1.jsonl"
+    answers = [json.loads(line) for line in answers_path.read_text(encoding="utf-8").splitlines()]
+    corrupt(answers[0])
+    answers_path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in answers), encoding="utf-8")
+    with pytest.raises(SystemExit, match="nothing added") as raised:
+        audit.main(["collect", str(out), "--annotator-prefix", "t-", "--judgements", str(store)])
+    assert message in str(raised.value)
+    assert not store.exists()
+
+
+def test_the_same_answers_are_not_collected_twice(tmp_path: Path):
+    eval_dir, out, store = _write_eval(tmp_path), tmp_path / "batches", tmp_path / "judgements.jsonl"
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--judgements", str(store)])
+    _answer_all(out, _model_fails)
+    audit.main(["collect", str(out), "--annotator-prefix", "t-", "--judgements", str(store)])
+    with pytest.raises(SystemExit, match="already holds 10"):
+        audit.main(["collect", str(out), "--annotator-prefix", "t-", "--judgements", str(store)])
+    assert len(audit.read_judgements(store)) == 10
+
+
+def test_the_shipped_judgements_cover_the_dev_references_and_are_well_formed():
+    judgements = audit.read_judgements(audit.DEFAULT_JUDGEMENTS)
+    assert len(judgements) >= 1496
+    assert all(j.keeps == (j.problem is None) for j in judgements)
+    assert {j.problem for j in judgements} - {None} <= set(audit.PROBLEMS)
+    assert {j.review_polarity for j in judgements} <= set(audit.REVIEW_POLARITIES)
+    assert len({j.key for j in judgements}) == 300
