@@ -254,6 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--judges", type=int, default=2, help="independent annotators per summary")
     b.add_argument("--per-batch", type=int, default=75, help="reviews per batch")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--system", action="append", default=[], help="only this system's summaries (repeatable)")
     c = sub.add_parser("collect", help="add the answers_N.jsonl of a batch directory to the judgements")
     c.add_argument("batch_dir", type=Path)
     c.add_argument("--annotator-prefix", required=True, help="names this round's annotators, e.g. s9-")
@@ -280,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     rows, systems = read_predictions(args.eval_dir)
     judged = by_pair(read_judgements(args.judgements))
     if args.command == "batches":
-        todo = pairs_to_judge(rows, systems, judged, args.judges)
+        unknown = [name for name in args.system if name not in systems]
+        if unknown:
+            raise SystemExit(f"--system {unknown[0]!r}: not in {args.eval_dir}; systems: {', '.join(systems)}")
+        todo = pairs_to_judge(rows, args.system or systems, judged, args.judges)
         if not todo:
             print("every summary already has enough judgements; nothing to write")
             return

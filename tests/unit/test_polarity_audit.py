@@ -166,3 +166,13 @@ def test_the_shipped_judgements_cover_the_dev_references_and_are_well_formed():
     assert {j.problem for j in judgements} - {None} <= set(audit.PROBLEMS)
     assert {j.review_polarity for j in judgements} <= set(audit.REVIEW_POLARITIES)
     assert len({j.key for j in judgements}) == 300
+
+
+def test_batches_can_be_limited_to_some_systems(tmp_path: Path, capsys):
+    eval_dir, out = _write_eval(tmp_path), tmp_path / "batches"
+    store = str(tmp_path / "none.jsonl")
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--system", MODEL, "--judgements", store])
+    key_map = json.loads((out / "key.json").read_text(encoding="utf-8"))
+    assert sorted(v["summary"] for v in key_map.values()) == ["性能差。", "房间服务。", "新鲜好吃。"]
+    with pytest.raises(SystemExit, match="--system 'model v9'"):
+        audit.main(["batches", str(eval_dir), "--out", str(out), "--system", "model v9", "--judgements", store])
