@@ -7,7 +7,9 @@ Columns: ROUGE-1/2/L F1 against the hand-written references (character level for
 punctuation dropped; word level with stemming for English), mean summary length in characters,
 the share of summary characters absent from the review (the template connective 但 exempt; `abs+但`
 counts it too), and polarity agreement between review and summary under a char n-gram classifier
-trained on the labelled corpora without the dev reviews. Latency: greedy decoding of one
+trained on the labelled corpora without the dev reviews; `hand%`: the share of summaries every
+annotator judged to keep the review's polarity (`reviewsum_build.polarity_audit`), blank (nan) for a
+system with summaries nobody has judged yet (the command to send them out is printed). Latency: greedy decoding of one
 60-character review with the ONNX engine, median of N runs after warm-up.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reviewsum_build import baselines, metrics
+from reviewsum_build.polarity_audit import DEFAULT_JUDGEMENTS
 from reviewsum_build.sources import DEFAULT_DATA_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +49,19 @@ def score_row(name: str, reviews: Sequence[str], summaries: Sequence[str], refer
     }
 
 
-COLUMNS = ["R1", "R2", "RL", "len", "absent%", "absent+但%", "polarity%"]
+COLUMNS = ["R1", "R2", "RL", "len", "absent%", "absent+但%", "polarity%", "hand%"]
+
+
+def add_hand_judged(rows: list[dict], outputs: dict[str, list[str]], dev_keys: Sequence[str], judgements: Path) -> None:
+    """Each row's hand-judged polarity (kept by every annotator), nan unless all its summaries are judged."""
+    from reviewsum_build import polarity_audit
+
+    judged = polarity_audit.by_pair(polarity_audit.read_judgements(judgements))
+    for row in rows:
+        pairs = [{"key": k, "summary": s} for k, s in zip(dev_keys, outputs[row["system"]], strict=True)]
+        score = polarity_audit.score_system(pairs, "summary", judged)
+        row["hand%"] = score.kept_by_all if score.unjudged == 0 else float("nan")
+        row["hand_unjudged"] = score.unjudged
 
 
 def format_table(rows: list[dict]) -> str:
@@ -56,6 +71,16 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['system']:<{width}}" + "".join(f"{r[c]:>11.1f}" for c in cols))
     return "\n".join(lines)
+
+
+def onnx_parity(outputs: dict[str, list[str]]) -> list[tuple[str, str, int]]:
+    """(ONNX row, PyTorch greedy row, reviews with identical text) for every such pair of rows.
+
+    Against every PyTorch checkpoint, not only the first: with several checkpoints, the one an ONNX
+    export came from is the row that must match it exactly."""
+    onnx = [n for n in outputs if n.startswith("model ONNX")]
+    torch = [n for n in outputs if n.startswith("model PyTorch") and n.endswith("greedy")]
+    return [(o, t, sum(a == b for a, b in zip(outputs[o], outputs[t], strict=True))) for o in onnx for t in torch]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -173,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N dev pairs")
+    parser.add_argument(
+        "--judgements", type=Path, default=None, help="hand polarity judgements (default: the committed ones)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "eval")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -217,8 +245,16 @@ def main(argv: list[str] | None = None) -> None:
             outputs[f"baseline: {name}"] = [fn(r) for r in reviews]
 
     rows = [score_row(name, reviews, preds, references, classifier) for name, preds in outputs.items()]
+    add_hand_judged(rows, outputs, [p.key for p in dev], args.judgements or DEFAULT_JUDGEMENTS)
     print()
     print(format_table(rows))
+    unjudged = [r["system"] for r in rows if r["hand_unjudged"] and not r["system"].startswith("baseline")]
+    if unjudged:
+        print(
+            f"hand%: {len(unjudged)} system(s) with summaries nobody has judged; to send them to annotators: "
+            f"python -m reviewsum_build.polarity_audit batches {args.out} --out BATCH_DIR "
+            + " ".join(f'--system "{name}"' for name in unjudged)
+        )
     for row in rows:
         if row["system"].startswith("model"):
             print(
@@ -227,15 +263,9 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     report: dict = {"dev_pairs": len(dev), "polarity_judge": judge, "rows": rows, "generation_seconds": timings}
-    model_names = [n for n in outputs if n.startswith("model")]
-    if len(model_names) > 1:
-        base = next((n for n in model_names if "PyTorch" in n and n.endswith("greedy")), None)
-        if base:
-            for other in model_names:
-                if other != base and other.endswith("greedy"):
-                    same = sum(a == b for a, b in zip(outputs[base], outputs[other], strict=True))
-                    report.setdefault("match_pytorch_greedy", {})[other] = same / len(dev)
-                    print(f"{other}: identical to PyTorch greedy on {same}/{len(dev)} dev reviews")
+    for onnx_name, torch_name, same in onnx_parity(outputs):
+        report.setdefault("match_pytorch_greedy", {}).setdefault(onnx_name, {})[torch_name] = same / len(dev)
+        print(f"{onnx_name}: identical to {torch_name} on {same}/{len(dev)} dev reviews")
 
     if args.latency_runs and (args.onnx or args.checkpoint):
         text = latency_review(reviews)
