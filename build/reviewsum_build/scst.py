@@ -18,10 +18,12 @@ that invents (`--faithful-only`), and keeps the weights of every evaluation (`--
 `reviewsum_build.average`. The eighth session's run adds a polarity term (`--polarity-judge`,
 `--polarity-weight`): credit for a summary that a polarity classifier reads as it reads the written
 reference. Train that judge with other settings and another split than the evaluation's
-(`python -m reviewsum_build.sentiment --out ... --ngram-max 4 --seed 1`), so the stage is not taught
-the evaluation judge's own quirks. Neither that run nor one with a judge trained
+(`python -m reviewsum_build.sentiment --out ... --seed 1` with other n-gram settings), so the stage is
+not taught the evaluation judge's own quirks. Neither that run nor one with a judge trained
 `--without-train-summaries` moved dev polarity: at temperature 0.6 a review's samples rarely differ in
-polarity, so against the leave-one-out baseline the term mostly cancels.
+polarity, so against the leave-one-out baseline the term mostly cancels. The ninth session's hand
+audit (`reviewsum_build.polarity_audit`) adds that such a judge's disagreements are mostly its own
+errors: it flags 29 of version 5's dev summaries, of which annotators fail 11 (they fail 35).
 
 Dev ROUGE-L (greedy, the served decoding) is measured every `--eval-every` steps; the best checkpoint
 is kept in `RUN_DIR/best`. Resumable with `--resume`; progress bar and `RUN_DIR/log.jsonl` as in
