@@ -209,9 +209,19 @@ def test_full_rewards_add_the_polarity_bonus_to_the_overlap_reward():
         (("--polarity-weight", "0.5"), "go together"),
         (("--polarity-judge", "judge.pkl"), "go together"),
         (("--polarity-judge", "no/such/judge.pkl", "--polarity-weight", "0.5"), "no such file"),
+        (("--min-review-chars", "-1"), "must be 0 or more"),
     ],
 )
 def test_options_that_cannot_work_are_refused(options: tuple[str, ...], message: str, capsys):
     with pytest.raises(SystemExit):
         scst.parse_args(["--init", "x", "--run-dir", "y", *options])
     assert message in capsys.readouterr().err
+
+
+def test_min_review_chars_keeps_only_the_pairs_with_long_reviews():
+    from types import SimpleNamespace
+
+    pairs = [SimpleNamespace(review="好" * n, summary="好。") for n in (5, 59, 60, 140)]
+    assert [len(p.review) for p in scst.long_reviews_only(pairs, 60)] == [60, 140]
+    assert scst.long_reviews_only(pairs, 0) == pairs
+    assert scst.parse_args(["--init", "x", "--run-dir", "y"]).min_review_chars == 0
