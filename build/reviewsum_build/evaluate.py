@@ -8,9 +8,9 @@ punctuation dropped; word level with stemming for English), mean summary length 
 the share of summary characters absent from the review (the template connective 但 exempt; `abs+但`
 counts it too), and polarity agreement between review and summary under a char n-gram classifier
 trained on the labelled corpora without the dev reviews; `hand%`: the share of summaries every
-annotator judged to keep the review's polarity (`reviewsum_build.polarity_audit`), blank (nan) for a
-system with summaries nobody has judged yet (the command to send them out is printed). Latency: greedy decoding of one
-60-character review with the ONNX engine, median of N runs after warm-up.
+annotator judged to keep the review's polarity (`reviewsum_build.polarity_audit`), nan for a system
+with summaries nobody has judged yet (the command to send them out is printed). Latency: greedy
+decoding of one 60-character review with the ONNX engine, median of N runs after warm-up.
 """
 
 from __future__ import annotations
@@ -199,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N dev pairs")
     parser.add_argument(
-        "--judgements", type=Path, default=None, help="hand polarity judgements (default: the committed ones)"
+        "--judgements",
+        type=Path,
+        default=DEFAULT_JUDGEMENTS,
+        help="hand polarity judgements (default: the committed ones)",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "eval")
     args = parser.parse_args(argv)
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             outputs[f"baseline: {name}"] = [fn(r) for r in reviews]
 
     rows = [score_row(name, reviews, preds, references, classifier) for name, preds in outputs.items()]
-    add_hand_judged(rows, outputs, [p.key for p in dev], args.judgements or DEFAULT_JUDGEMENTS)
+    add_hand_judged(rows, outputs, [p.key for p in dev], args.judgements)
     print()
     print(format_table(rows))
     unjudged = [r["system"] for r in rows if r["hand_unjudged"] and not r["system"].startswith("baseline")]

