@@ -207,6 +207,12 @@ def _char_overlap(summary: str, review: str) -> float:
     return sum(t in seen for t in toks) / max(1, len(toks))
 
 
+def _ends_like_its_language(summary: str) -> bool:
+    """Guideline 6: Chinese summaries end with 。; an English summary (no CJK character) ends like a sentence."""
+    is_chinese = any(not tok.isascii() for tok in metrics.tokens(summary, stem=False))
+    return summary.endswith("。") if is_chinese else summary.rstrip().endswith((".", "!", "?"))
+
+
 def _format_errors(batch: list[dict], written: list[dict]) -> list[str]:
     errors: list[str] = []
     if len(written) != len(batch):
@@ -219,8 +225,8 @@ def _format_errors(batch: list[dict], written: list[dict]) -> list[str]:
         summary = got.get("summary")
         if not isinstance(summary, str) or not summary.strip():
             errors.append(f"line {i}: empty or missing summary")
-        elif not summary.endswith("。"):
-            errors.append(f"line {i}: a Chinese summary ends with 。")
+        elif not _ends_like_its_language(summary):
+            errors.append(f"line {i}: a Chinese summary ends with 。, an English one with . ! or ?")
     return errors
 
 

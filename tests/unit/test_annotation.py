@@ -80,7 +80,18 @@ def test_check_refuses_missing_lines_wrong_keys_and_unfinished_summaries(tmp_pat
     errors = annotation.check_written_batch(batch, _written(tmp_path, swapped, GOOD)).errors
     assert [e.split(":")[0] for e in errors] == ["line 1", "line 2"]
     errors = annotation.check_written_batch(batch, _written(tmp_path, reviews, [GOOD[0], "", "屏幕清晰"])).errors
-    assert errors == ["line 2: empty or missing summary", "line 3: a Chinese summary ends with 。"]
+    assert errors == [
+        "line 2: empty or missing summary",
+        "line 3: a Chinese summary ends with 。, an English one with . ! or ?",
+    ]
+
+
+def test_check_accepts_an_english_summary_that_ends_like_a_sentence(tmp_path: Path) -> None:
+    batch, reviews = _batch(tmp_path)
+    english = [GOOD[0], GOOD[1], "Clear screen, long battery life."]
+    assert annotation.check_written_batch(batch, _written(tmp_path, reviews, english)).errors == []
+    unfinished = [GOOD[0], GOOD[1], "Clear screen, long battery life"]
+    assert len(annotation.check_written_batch(batch, _written(tmp_path, reviews, unfinished)).errors) == 1
 
 
 def test_check_warns_about_a_summary_that_belongs_to_the_next_review(tmp_path: Path) -> None:
