@@ -110,6 +110,45 @@ def pytorch_summarize(checkpoint: Path, reviews: Sequence[str], num_beams: int =
     return [tokenizer.decode(x) for x in ids]
 
 
+def mbr_choice(candidates: Sequence[str]) -> str:
+    """The candidate with the highest summed ROUGE-L F1 against all candidates (minimum Bayes risk).
+
+    Repeated candidates count once per occurrence, so beams that agree weigh more; ties go to the
+    earlier, higher-ranked candidate."""
+    unique = list(dict.fromkeys(candidates))
+    return max(unique, key=lambda c: sum(metrics.rouge(c, other)["rougeL"] for other in candidates))
+
+
+def pytorch_nbest(checkpoint: Path, reviews: Sequence[str], num_beams: int, batch_size: int = 16) -> list[list[str]]:
+    """Every review's `num_beams` best beam-search summaries, best first."""
+    import torch
+    from transformers import BartForConditionalGeneration
+
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, generation_config
+    from reviewsum_build.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
+    from reviewsum_build.train import encode_all, pad
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    tokenizer = load_tokenizer(checkpoint)
+    model = BartForConditionalGeneration.from_pretrained(checkpoint).eval()
+    model.generation_config = generation_config(num_beams=num_beams)  # as pytorch_summarize, so beam 1 agrees
+    model.generation_config.num_return_sequences = num_beams
+    src = encode_all(tokenizer, reviews, MAX_SOURCE_TOKENS)
+    out: list[list[str]] = []
+    with torch.no_grad():
+        for b in range(0, len(src), batch_size):
+            input_ids = pad(src[b : b + batch_size], PAD_ID)
+            rows = model.generate(input_ids=input_ids, attention_mask=(input_ids != PAD_ID).long()).tolist()
+            texts = [tokenizer.decode(_strip_specials(row, BOS_ID, EOS_ID, PAD_ID)) for row in rows]
+            out.extend(texts[i : i + num_beams] for i in range(0, len(texts), num_beams))
+    return out
+
+
+def _strip_specials(row: Sequence[int], bos: int, eos: int, pad_id: int) -> list[int]:
+    ids = [t for t in row if t not in (bos, pad_id)]
+    return ids[: ids.index(eos)] if eos in ids else ids
+
+
 def onnx_summarizer(artifacts_dir: Path, threads: int | None = 2):
     from reviewsum_engine.summarizer import OnnxSummarizer
 
@@ -195,6 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, action="append", default=[], help="PyTorch checkpoint(s)")
     parser.add_argument("--onnx", type=Path, action="append", default=[], help="ONNX artifacts dir(s)")
     parser.add_argument("--beams", type=int, default=1, help="also evaluate beam search with this many beams")
+    parser.add_argument(
+        "--mbr",
+        type=int,
+        default=0,
+        help="also pick each review's summary among this many beams by consensus (minimum Bayes risk, ROUGE-L)",
+    )
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N dev pairs")
@@ -237,6 +282,11 @@ def main(argv: list[str] | None = None) -> None:
             name = f"model PyTorch {ckpt.parent.name}/{ckpt.name} " + ("greedy" if beams == 1 else f"beam{beams}")
             t0 = time.perf_counter()
             outputs[name] = pytorch_summarize(ckpt, reviews, beams)
+            timings[name] = time.perf_counter() - t0
+        if args.mbr > 1:
+            name = f"model PyTorch {ckpt.parent.name}/{ckpt.name} mbr{args.mbr}"
+            t0 = time.perf_counter()
+            outputs[name] = [mbr_choice(c) for c in pytorch_nbest(ckpt, reviews, args.mbr)]
             timings[name] = time.perf_counter() - t0
     for art in args.onnx:
         name = f"model ONNX {art.name} greedy"
