@@ -94,18 +94,25 @@ def markdown_table(rows: list[dict]) -> str:
 # ---------------------------------------------------------------- model runners
 
 
-def pytorch_summarize(checkpoint: Path, reviews: Sequence[str], num_beams: int = 1) -> list[str]:
+def _load_for_generation(checkpoint: Path, num_beams: int):
+    """The checkpoint's tokenizer and model, decoding as the served engine does (with `num_beams` beams)."""
     import torch
     from transformers import BartForConditionalGeneration
 
-    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, generation_config
+    from reviewsum_build.modeling import generation_config
     from reviewsum_build.tokenizer import load_tokenizer
-    from reviewsum_build.train import encode_all, generate_ids
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    tokenizer = load_tokenizer(checkpoint)
     model = BartForConditionalGeneration.from_pretrained(checkpoint).eval()
     model.generation_config = generation_config(num_beams=num_beams)
+    return load_tokenizer(checkpoint), model
+
+
+def pytorch_summarize(checkpoint: Path, reviews: Sequence[str], num_beams: int = 1) -> list[str]:
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS
+    from reviewsum_build.train import encode_all, generate_ids
+
+    tokenizer, model = _load_for_generation(checkpoint, num_beams)
     ids = generate_ids(model, encode_all(tokenizer, reviews, MAX_SOURCE_TOKENS))
     return [tokenizer.decode(x) for x in ids]
 
@@ -119,34 +126,14 @@ def mbr_choice(candidates: Sequence[str]) -> str:
     return max(unique, key=lambda c: sum(metrics.rouge(c, other)["rougeL"] for other in candidates))
 
 
-def pytorch_nbest(checkpoint: Path, reviews: Sequence[str], num_beams: int, batch_size: int = 16) -> list[list[str]]:
+def pytorch_nbest(checkpoint: Path, reviews: Sequence[str], num_beams: int) -> list[list[str]]:
     """Every review's `num_beams` best beam-search summaries, best first."""
-    import torch
-    from transformers import BartForConditionalGeneration
+    from reviewsum_build.modeling import MAX_SOURCE_TOKENS
+    from reviewsum_build.train import encode_all, generate_nbest_ids
 
-    from reviewsum_build.modeling import MAX_SOURCE_TOKENS, generation_config
-    from reviewsum_build.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
-    from reviewsum_build.train import encode_all, pad
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    tokenizer = load_tokenizer(checkpoint)
-    model = BartForConditionalGeneration.from_pretrained(checkpoint).eval()
-    model.generation_config = generation_config(num_beams=num_beams)  # as pytorch_summarize, so beam 1 agrees
-    model.generation_config.num_return_sequences = num_beams
-    src = encode_all(tokenizer, reviews, MAX_SOURCE_TOKENS)
-    out: list[list[str]] = []
-    with torch.no_grad():
-        for b in range(0, len(src), batch_size):
-            input_ids = pad(src[b : b + batch_size], PAD_ID)
-            rows = model.generate(input_ids=input_ids, attention_mask=(input_ids != PAD_ID).long()).tolist()
-            texts = [tokenizer.decode(_strip_specials(row, BOS_ID, EOS_ID, PAD_ID)) for row in rows]
-            out.extend(texts[i : i + num_beams] for i in range(0, len(texts), num_beams))
-    return out
-
-
-def _strip_specials(row: Sequence[int], bos: int, eos: int, pad_id: int) -> list[int]:
-    ids = [t for t in row if t not in (bos, pad_id)]
-    return ids[: ids.index(eos)] if eos in ids else ids
+    tokenizer, model = _load_for_generation(checkpoint, num_beams)
+    nbest = generate_nbest_ids(model, encode_all(tokenizer, reviews, MAX_SOURCE_TOKENS), num_beams)
+    return [[tokenizer.decode(ids) for ids in group] for group in nbest]
 
 
 def onnx_summarizer(artifacts_dir: Path, threads: int | None = 2):

@@ -23,8 +23,8 @@ from onnx import numpy_helper
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
 from reviewsum_build.export import DECODER_FILE, ENCODER_FILE, METADATA_FILE
+from reviewsum_build.tokenizer import TOKENIZER_FILES
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 MERGED_SUFFIX = "_merged_0"
 LM_HEAD_BIAS = "final_logits_bias"
 

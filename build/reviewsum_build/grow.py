@@ -9,7 +9,7 @@ Each inserted layer is a copy of the layer below it whose residual branches (att
 projections and second feed-forward matrix) are zero and whose layer norms repeat the layer below's
 final one. BART normalizes after each residual sum, so such a layer re-normalizes its input instead
 of passing it through exactly: the grown model starts near the original, not at it, and is then
-fine-tuned (`train finetune --init OUT`). The tokenizer and generation config are copied unchanged.
+fine-tuned (`train finetune --init OUT`). The tokenizer is copied unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from transformers import BartForConditionalGeneration
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+from reviewsum_build.tokenizer import TOKENIZER_FILES
 
 
 def insertion_points(old: int, new: int) -> list[int]:
@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     grow(model, args.encoder_layers, args.decoder_layers)
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
-    for name in TOKENIZER_FILES:
-        if (args.checkpoint / name).exists():
-            shutil.copy(args.checkpoint / name, args.out / name)
+    for name in TOKENIZER_FILES:  # save_pretrained writes the model and generation config
+        shutil.copy(args.checkpoint / name, args.out / name)
     after = sum(p.numel() for p in model.parameters())
     print(f"{args.checkpoint} -> {args.out}: {before / 1e6:.2f}M -> {after / 1e6:.2f}M parameters")
 

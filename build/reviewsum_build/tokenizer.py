@@ -19,6 +19,7 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 BOS_ID, PAD_ID, EOS_ID, UNK_ID, MASK_ID = range(5)
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_FILES = (TOKENIZER_FILE, "tokenizer_config.json")  # what save_tokenizer writes
 
 
 def _empty_tokenizer() -> Tokenizer:

@@ -701,23 +701,39 @@ def evaluate_loss(model, src, tgt, batch_size: int = 64) -> float:
 
 def generate_ids(model, src: Sequence[Sequence[int]], batch_size: int = 48, **gen_kwargs) -> list[list[int]]:
     """Greedy (or beam) generation in length-sorted batches; returns ids without `<s>`/`</s>`/pad."""
+    return [best for best, *_ in generate_nbest_ids(model, src, 1, batch_size, **gen_kwargs)]
+
+
+def generate_nbest_ids(
+    model, src: Sequence[Sequence[int]], n: int, batch_size: int = 48, **gen_kwargs
+) -> list[list[list[int]]]:
+    """Each source's `n` best generations (beam search needs at least `n` beams), best first, as `generate_ids`."""
     import torch
 
-    from reviewsum_build.tokenizer import BOS_ID, EOS_ID, PAD_ID
+    from reviewsum_build.tokenizer import PAD_ID
 
     order = sorted(range(len(src)), key=lambda i: len(src[i]))
-    out: list[list[int]] = [[] for _ in src]
+    out: list[list[list[int]]] = [[] for _ in src]
     with torch.no_grad():
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             input_ids = pad([src[i] for i in idx], PAD_ID)
-            gen = model.generate(input_ids=input_ids, attention_mask=(input_ids != PAD_ID).long(), **gen_kwargs)
-            for row, i in zip(gen.tolist(), idx, strict=True):
-                ids = [t for t in row if t not in (BOS_ID, PAD_ID)]
-                if EOS_ID in ids:
-                    ids = ids[: ids.index(EOS_ID)]
-                out[i] = ids
+            gen = model.generate(
+                input_ids=input_ids,
+                attention_mask=(input_ids != PAD_ID).long(),
+                num_return_sequences=n,
+                **gen_kwargs,
+            ).tolist()
+            for k, i in enumerate(idx):
+                out[i] = [_strip_specials(row) for row in gen[k * n : (k + 1) * n]]
     return out
+
+
+def _strip_specials(row: Sequence[int]) -> list[int]:
+    from reviewsum_build.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+    ids = [t for t in row if t not in (BOS_ID, PAD_ID)]
+    return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
 
 
 def evaluate_generation(model, tokenizer, dev, dev_src) -> dict:
