@@ -117,15 +117,6 @@ def pytorch_summarize(checkpoint: Path, reviews: Sequence[str], num_beams: int =
     return [tokenizer.decode(x) for x in ids]
 
 
-def mbr_choice(candidates: Sequence[str]) -> str:
-    """The candidate with the highest summed ROUGE-L F1 against all candidates (minimum Bayes risk).
-
-    Repeated candidates count once per occurrence, so beams that agree weigh more; ties go to the
-    earlier, higher-ranked candidate."""
-    unique = list(dict.fromkeys(candidates))
-    return max(unique, key=lambda c: sum(metrics.rouge(c, other)["rougeL"] for other in candidates))
-
-
 def pytorch_nbest(checkpoint: Path, reviews: Sequence[str], num_beams: int) -> list[list[str]]:
     """Every review's `num_beams` best beam-search summaries, best first."""
     from reviewsum_build.modeling import MAX_SOURCE_TOKENS
@@ -273,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.mbr > 1:
             name = f"model PyTorch {ckpt.parent.name}/{ckpt.name} mbr{args.mbr}"
             t0 = time.perf_counter()
-            outputs[name] = [mbr_choice(c) for c in pytorch_nbest(ckpt, reviews, args.mbr)]
+            outputs[name] = [metrics.mbr_choice(c) for c in pytorch_nbest(ckpt, reviews, args.mbr)]
             timings[name] = time.perf_counter() - t0
     for art in args.onnx:
         name = f"model ONNX {art.name} greedy"

@@ -102,3 +102,12 @@ def with_absent(summaries: Sequence[str], reviews: Sequence[str], exempt: frozen
 def spurious_but(summaries: Sequence[str], references: Sequence[str]) -> int:
     """How many summaries contrast with 但 where their reference has none."""
     return sum("但" in s and "但" not in r for s, r in zip(summaries, references, strict=True))
+
+
+def mbr_choice(candidates: Sequence[str]) -> str:
+    """The candidate with the highest summed ROUGE-L F1 against all candidates (minimum Bayes risk).
+
+    Repeated candidates count once per occurrence, so beams that agree weigh more; ties go to the
+    earlier, higher-ranked candidate."""
+    unique = list(dict.fromkeys(candidates))
+    return max(unique, key=lambda c: sum(rouge(c, other)["rougeL"] for other in candidates))

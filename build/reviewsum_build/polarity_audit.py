@@ -11,6 +11,7 @@ so a new model's evaluation needs only its new summaries judged.
     python -m reviewsum_build.polarity_audit collect runs/audit/s9 --annotator-prefix s9-
     python -m reviewsum_build.polarity_audit score runs/eval/s9 [--list SYSTEM] [--paired SYSTEM] \\
         [--classifier runs/sentiment/classifier.pkl]
+    python -m reviewsum_build.polarity_audit variants runs/eval/s9 runs/eval/s10_ce [--system SYSTEM ...]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reviewsum_build import metrics
 from reviewsum_build.polarity_report import disagreements, format_table, read_predictions
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "data" / "polarity_audit"
@@ -289,6 +291,107 @@ def not_kept(rows: Sequence[dict], system: str, judged: dict[tuple[str, str], li
     return out
 
 
+# --- variants --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantStudy:
+    """How the hand verdicts of several model variants relate, review by review."""
+
+    variants: list[str]
+    reviews: int
+    kept: dict[str, int]  # variant -> reviews whose summary every annotator keeps
+    kept_by_every_variant: int
+    failed_by_every_variant: int
+    oracle: int  # reviews where at least one variant's summary is kept
+    consensus_kept: int  # reviews whose consensus summary (metrics.mbr_choice over the variants) is kept
+    consensus_vs_first: tuple[int, int, float]  # paired against the first variant: wins, losses, sign-test p
+    first_failures: int
+    first_failures_shared: int  # of those, failed by at least half of the variants
+
+
+def merge_variants(eval_dirs: Sequence[Path], only: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """One row per dev review holding every model system of the evaluations (or only the named ones).
+
+    A system name met again with different summaries (another run's `steps/step_00100`) is renamed
+    `NAME (EVAL_DIR name)`; with the same summaries it is the same variant."""
+    merged: dict[str, dict] = {}
+    variants: list[str] = []
+    for eval_dir in eval_dirs:
+        rows, systems = read_predictions(eval_dir)
+        if merged and {r["key"] for r in rows} != set(merged):
+            raise SystemExit(f"{eval_dir}: not the same reviews as {eval_dirs[0]}")
+        for row in rows:
+            merged.setdefault(row["key"], {field: row[field] for field in ("key", "review")})
+        for system in systems:
+            if not system.startswith("model "):
+                continue
+            name = _variant_name(merged, rows, system, eval_dir)
+            if name not in variants:
+                variants.append(name)
+                for row in rows:
+                    merged[row["key"]][name] = row[system]
+    unknown = [name for name in only if name not in variants]
+    if unknown:
+        raise SystemExit(f"--system {unknown[0]!r}: not among the model systems: {', '.join(variants)}")
+    chosen = list(dict.fromkeys(only)) or variants
+    if len(chosen) < 2:
+        raise SystemExit(f"need at least two model variants, found {len(chosen)}")
+    return list(merged.values()), chosen
+
+
+def _variant_name(merged: dict[str, dict], rows: Sequence[dict], system: str, eval_dir: Path) -> str:
+    if system not in merged[rows[0]["key"]] or all(merged[r["key"]][system] == r[system] for r in rows):
+        return system
+    return f"{system} ({eval_dir.name})"
+
+
+def study_variants(rows: Sequence[dict], variants: Sequence[str], judged) -> VariantStudy:
+    """Every variant's summaries must be judged (`batches` writes what is missing)."""
+    kept = {v: kept_by_all(rows, v, judged) for v in variants}
+    missing = {v: k.count(None) for v, k in kept.items() if None in k}
+    if missing:
+        counts = ", ".join(f"{v}: {n}" for v, n in missing.items())
+        raise ValueError(f"unjudged summaries ({counts}); judge them first with `batches`")
+    per_review = list(zip(*kept.values(), strict=True))
+    consensus = [all(j.keeps for j in judged[(r["key"], metrics.mbr_choice([r[v] for v in variants]))]) for r in rows]
+    first = kept[variants[0]]
+    wins = sum(c and not f for c, f in zip(consensus, first, strict=True))
+    losses = sum(f and not c for c, f in zip(consensus, first, strict=True))
+    first_failed = [verdicts for verdicts, f in zip(per_review, first, strict=True) if not f]
+    return VariantStudy(
+        variants=list(variants),
+        reviews=len(rows),
+        kept={v: sum(k) for v, k in kept.items()},
+        kept_by_every_variant=sum(all(verdicts) for verdicts in per_review),
+        failed_by_every_variant=sum(not any(verdicts) for verdicts in per_review),
+        oracle=sum(any(verdicts) for verdicts in per_review),
+        consensus_kept=sum(consensus),
+        consensus_vs_first=(wins, losses, sign_test(wins, losses)),
+        first_failures=len(first_failed),
+        first_failures_shared=sum(2 * verdicts.count(False) >= len(variants) for verdicts in first_failed),
+    )
+
+
+def variant_report(study: VariantStudy) -> str:
+    n, pct = study.reviews, lambda count: f"{100 * count / study.reviews:.1f}%"
+    lines = [f"{len(study.variants)} model variants on {n} dev reviews, kept by every annotator:"]
+    lines += [f"- {v}: {study.kept[v]} ({pct(study.kept[v])})" for v in study.variants]
+    mixed = n - study.kept_by_every_variant - study.failed_by_every_variant
+    wins, losses, p = study.consensus_vs_first
+    lines += [
+        f"kept by every variant: {study.kept_by_every_variant}; failed by every variant: "
+        f"{study.failed_by_every_variant}; kept by some and failed by others: {mixed}",
+        f"oracle (a kept summary exists among the variants): {study.oracle} ({pct(study.oracle)})",
+        f"consensus pick (highest summed ROUGE-L against the variants' summaries, ties to the earlier variant): "
+        f"{study.consensus_kept} ({pct(study.consensus_kept)}); against {study.variants[0]}: "
+        f"only it keeps {wins}, only the other keeps {losses}, sign test p = {p:.2f}",
+        f"{study.variants[0]}'s {study.first_failures} failures: {study.first_failures_shared} also fail in at "
+        f"least half of the variants",
+    ]
+    return "\n".join(lines)
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -314,7 +417,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument(
         "--classifier", type=Path, default=None, help="a pickled polarity classifier to set against the hand verdicts"
     )
-    for sp in (b, c, s):
+    v = sub.add_parser("variants", help="how several model variants' hand verdicts overlap: oracle and consensus")
+    v.add_argument("eval_dirs", type=Path, nargs="+", help="`evaluate --out` directories of the same dev reviews")
+    v.add_argument("--system", action="append", default=[], help="only this model system (repeatable; first = base)")
+    for sp in (b, c, s, v):
         sp.add_argument("--judgements", type=Path, default=DEFAULT_JUDGEMENTS)
     args = p.parse_args(argv)
     if args.command == "batches" and (args.judges < 1 or args.per_batch < 1):
@@ -330,6 +436,13 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, KeyError) as e:
             raise SystemExit(f"collect: nothing added: {e}") from e
         print(f"added {added} judgements to {args.judgements}")
+        return
+    if args.command == "variants":
+        rows, variants = merge_variants(args.eval_dirs, args.system)
+        try:
+            print(variant_report(study_variants(rows, variants, by_pair(read_judgements(args.judgements)))))
+        except ValueError as e:
+            raise SystemExit(f"variants: {e}") from e
         return
     rows, systems = read_predictions(args.eval_dir)
     judged = by_pair(read_judgements(args.judgements))

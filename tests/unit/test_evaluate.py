@@ -50,16 +50,6 @@ def test_an_onnx_row_is_compared_with_every_pytorch_greedy_row():
     ]
 
 
-def test_mbr_choice_is_the_candidate_closest_to_the_others():
-    # 屏幕清晰 is shared by three of the four candidates; the one that also overlaps the fourth wins
-    candidates = ["屏幕清晰。", "屏幕清晰，电池耐用。", "电池耐用。", "屏幕清晰，价格贵。"]
-    assert evaluate.mbr_choice(candidates) == "屏幕清晰，电池耐用。"
-    # an outlier never wins against agreeing beams, and repeated beams weigh more than their count once
-    assert evaluate.mbr_choice(["差评。", "服务好。", "服务好。"]) == "服务好。"
-    # a tie goes to the earlier, higher-ranked beam
-    assert evaluate.mbr_choice(["好。", "差。"]) == "好。"
-
-
 def test_nbest_returns_every_beam_best_first(tiny_checkpoint: Path):
     reviews = ["这个手机很好用", "物流太慢了，包装也破了"]
     nbest = evaluate.pytorch_nbest(tiny_checkpoint, reviews, num_beams=3)

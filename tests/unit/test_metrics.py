@@ -83,3 +83,13 @@ def test_textrank_baseline_returns_one_sentence_of_the_review():
     text = "房间很干净。服务员态度很好。早餐种类太少了。"
     summary = baselines.textrank(text)
     assert summary and summary in text.replace("。", "，") + text
+
+
+def test_mbr_choice_is_the_candidate_closest_to_the_others():
+    # 屏幕清晰 is shared by three of the four candidates; the one that also overlaps the fourth wins
+    candidates = ["屏幕清晰。", "屏幕清晰，电池耐用。", "电池耐用。", "屏幕清晰，价格贵。"]
+    assert metrics.mbr_choice(candidates) == "屏幕清晰，电池耐用。"
+    # an outlier never wins against agreeing beams, and repeated beams weigh more than their count once
+    assert metrics.mbr_choice(["差评。", "服务好。", "服务好。"]) == "服务好。"
+    # a tie goes to the earlier, higher-ranked beam
+    assert metrics.mbr_choice(["好。", "差。"]) == "好。"

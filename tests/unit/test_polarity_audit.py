@@ -236,3 +236,96 @@ def test_score_prints_the_paired_comparison_and_the_length_bands(tmp_path: Path,
     assert "by review length: 0-29 chars 2/3, 30-59 chars 0/0, 60-99 chars 0/0, 100+ chars 0/0" in printed
     with pytest.raises(SystemExit, match="--paired 'model v9'"):
         audit.main(["score", str(eval_dir), "--judgements", store, "--paired", "model v9"])
+
+
+# --- variants: several model variants' hand verdicts, review by review -------------------------
+
+VARIANT_ROWS = [
+    {"key": k, "review": review, "model A": a, "model B": b, "model C": c}
+    for k, review, a, b, c in (
+        ("a", "性能出色，但电池不耐用", "性能差。", "性能出色，电池不耐用。", "性能出色。"),
+        ("b", "很新鲜，好吃", "新鲜好吃。", "新鲜好吃。", "新鲜好吃。"),
+        ("c", "房间脏，服务差", "房间服务。", "房间服务。", "房间服务。"),
+    )
+]
+VERDICTS = {  # (key, summary) -> each annotator's keeps
+    ("a", "性能差。"): [False, False],
+    ("a", "性能出色，电池不耐用。"): [True, True],
+    ("a", "性能出色。"): [True, True],
+    ("b", "新鲜好吃。"): [True, True],
+    ("c", "房间服务。"): [True, False],  # split: not kept by every annotator
+    ("c", "房间脏。"): [True, True],
+}
+
+
+def _write_verdicts(path: Path) -> Path:
+    lines = [
+        json.dumps(
+            {"key": key, "summary": summary, "annotator": f"t-{i}", "review_polarity": "mixed", "keeps": keeps,
+             "problem": None if keeps else "other", "why": "" if keeps else "test"},
+            ensure_ascii=False,
+        )
+        for (key, summary), votes in VERDICTS.items()
+        for i, keeps in enumerate(votes)
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _variant_evals(tmp_path: Path) -> tuple[Path, Path]:
+    second = [  # model A again with the same summaries, model C with another summary of review c
+        {k: v for k, v in r.items() if k != "model B"} | ({"model C": "房间脏。"} if r["key"] == "c" else {})
+        for r in VARIANT_ROWS
+    ]
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    for eval_dir, rows in ((first_dir, VARIANT_ROWS), (second_dir, second)):
+        eval_dir.mkdir()
+        rows = [dict(r, references="参考。") for r in rows]  # references are never a variant
+        (eval_dir / "predictions.jsonl").write_text(
+            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8"
+        )
+    return first_dir, second_dir
+
+
+def test_variants_merge_same_named_systems_and_rename_different_ones(tmp_path: Path):
+    first_dir, second_dir = _variant_evals(tmp_path)
+    rows, variants = audit.merge_variants([first_dir, second_dir], [])
+    assert variants == ["model A", "model B", "model C", "model C (second)"]
+    assert [r["model C (second)"] for r in rows] == ["性能出色。", "新鲜好吃。", "房间脏。"]
+    assert [r["model C"] for r in rows] == ["性能出色。", "新鲜好吃。", "房间服务。"]
+    _, chosen = audit.merge_variants([first_dir, second_dir], ["model C", "model A"])
+    assert chosen == ["model C", "model A"]  # the order asked for: the first is the base
+    with pytest.raises(SystemExit, match="--system 'model Z'"):
+        audit.merge_variants([first_dir], ["model Z", "model A"])
+    with pytest.raises(SystemExit, match="at least two model variants"):
+        audit.merge_variants([first_dir], ["model A"])
+
+
+def test_variants_study_counts_oracle_consensus_and_shared_failures_by_value(tmp_path: Path):
+    judged = audit.by_pair(audit.read_judgements(_write_verdicts(tmp_path / "j.jsonl")))
+    study = audit.study_variants(VARIANT_ROWS, ["model A", "model B", "model C"], judged)
+    assert study.kept == {"model A": 1, "model B": 2, "model C": 2}
+    assert (study.kept_by_every_variant, study.failed_by_every_variant, study.oracle) == (1, 1, 2)
+    # review a: 性能出色。 overlaps both others most, so consensus picks it and keeps polarity where A fails
+    assert study.consensus_kept == 2
+    assert study.consensus_vs_first == (1, 0, 1.0)
+    # A fails a (only A) and c (all three): one of its two failures is shared by at least half
+    assert (study.first_failures, study.first_failures_shared) == (2, 1)
+
+
+def test_variants_refuse_unjudged_summaries_and_other_reviews(tmp_path: Path, capsys):
+    first_dir, second_dir = _variant_evals(tmp_path)
+    store = str(_write_verdicts(tmp_path / "j.jsonl"))
+    audit.main(["variants", str(first_dir), str(second_dir), "--judgements", store])
+    printed = capsys.readouterr().out
+    assert "4 model variants on 3 dev reviews" in printed
+    assert "oracle (a kept summary exists among the variants): 3 (100.0%)" in printed
+    assert "- model C (second): 3 (100.0%)" in printed
+    rows = [dict(r, **{"model D": "没见过。"}) for r in VARIANT_ROWS]
+    with pytest.raises(ValueError, match=r"unjudged summaries \(model D: 3\)"):
+        audit.study_variants(rows, ["model A", "model D"], audit.by_pair(audit.read_judgements(Path(store))))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "predictions.jsonl").write_text(json.dumps({"key": "z", "review": "好", "model A": "好。"}) + "\n")
+    with pytest.raises(SystemExit, match="not the same reviews"):
+        audit.main(["variants", str(first_dir), str(other), "--judgements", store])
