@@ -354,11 +354,9 @@ def study_variants(rows: Sequence[dict], variants: Sequence[str], judged) -> Var
         counts = ", ".join(f"{v}: {n}" for v, n in missing.items())
         raise ValueError(f"unjudged summaries ({counts}); judge them first with `batches`")
     per_review = list(zip(*kept.values(), strict=True))
-    consensus = [all(j.keeps for j in judged[(r["key"], metrics.mbr_choice([r[v] for v in variants]))]) for r in rows]
-    first = kept[variants[0]]
-    wins = sum(c and not f for c, f in zip(consensus, first, strict=True))
-    losses = sum(f and not c for c, f in zip(consensus, first, strict=True))
-    first_failed = [verdicts for verdicts, f in zip(per_review, first, strict=True) if not f]
+    # the consensus summary is one of the variants' own, so it is judged too
+    with_consensus = [dict(r, consensus=metrics.mbr_choice([r[v] for v in variants])) for r in rows]
+    first_failed = [verdicts for verdicts, f in zip(per_review, kept[variants[0]], strict=True) if not f]
     return VariantStudy(
         variants=list(variants),
         reviews=len(rows),
@@ -366,8 +364,8 @@ def study_variants(rows: Sequence[dict], variants: Sequence[str], judged) -> Var
         kept_by_every_variant=sum(all(verdicts) for verdicts in per_review),
         failed_by_every_variant=sum(not any(verdicts) for verdicts in per_review),
         oracle=sum(any(verdicts) for verdicts in per_review),
-        consensus_kept=sum(consensus),
-        consensus_vs_first=(wins, losses, sign_test(wins, losses)),
+        consensus_kept=sum(kept_by_all(with_consensus, "consensus", judged)),
+        consensus_vs_first=paired(with_consensus, "consensus", variants[0], judged),
         first_failures=len(first_failed),
         first_failures_shared=sum(2 * verdicts.count(False) >= len(variants) for verdicts in first_failed),
     )
